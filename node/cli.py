@@ -1,0 +1,353 @@
+"""The ``durastate`` command line.
+
+Exit status: 0 success, 2 usage or configuration error (nothing was written), 1 operational
+failure. Every command that prints data has ``--json``; human output is a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from node.client import (
+    InvalidRequest,
+    NodeClient,
+    NodeUnreachable,
+    OutcomeUnknown,
+    VersionMismatch,
+    put_with_retry,
+)
+from node.config import ConfigError, load, preflight
+from node.local_cluster import ClusterError, ClusterNode, LocalCluster
+
+DEFAULT_CLUSTER_DIR = Path("durastate-cluster")
+DEFAULT_NODE_ADDRESS = "127.0.0.1:5122"
+
+
+class CliError(Exception):
+    """Operational failure: printed on one line (plus detail), exit status 1."""
+
+
+class UsageError(Exception):
+    """Usage problem: printed on one line, exit status 2."""
+
+
+# ---- output --------------------------------------------------------------------------------
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [[("-" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _ports_text(ports: dict[str, int]) -> str:
+    return " ".join(f"{k}={v}" for k, v in ports.items())
+
+
+# ---- server --------------------------------------------------------------------------------
+
+_SERVER_FLAGS: dict[str, tuple[str, ...]] = {
+    "base_dir": ("base_dir",),
+    "node_name": ("node_name",),
+    "cluster_name": ("cluster_name",),
+    "address": ("address",),
+    "roles": ("roles",),
+    "ingress_port": ("ports", "ingress"),
+    "admin_port": ("ports", "admin"),
+    "node_port": ("ports", "node"),
+    "etcd_client_port": ("ports", "etcd_client"),
+    "etcd_peer_port": ("ports", "etcd_peer"),
+    "metadata_backend": ("metadata", "backend"),
+}
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    flags: dict[tuple[str, ...], Any] = {}
+    for attr, path in _SERVER_FLAGS.items():
+        value = getattr(args, attr)
+        if value is not None:
+            flags[path] = [r.strip() for r in value.split(",")] if attr == "roles" else value
+    cfg = load(args.config, os.environ, flags)
+    if args.print_config:
+        print(cfg.to_toml(), end="")
+        return 0
+    preflight(cfg)
+
+    from node import logs, server
+
+    logs.setup(cfg.node_name)
+    try:
+        _run_loop(server.run(cfg))
+    except server.NodeStartError as e:
+        raise CliError(str(e)) from None
+    return 0
+
+
+def _run_loop(coro: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional: plain asyncio works, just slower
+        import asyncio
+
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+# ---- cluster -------------------------------------------------------------------------------
+
+
+def _cluster(args: argparse.Namespace) -> LocalCluster:
+    return LocalCluster.load(args.base_dir)
+
+
+def cmd_cluster_up(args: argparse.Namespace) -> int:
+    if LocalCluster.exists(args.base_dir):
+        cluster = LocalCluster.load(args.base_dir)
+        if args.nodes is not None and args.nodes != len(cluster.nodes):
+            raise UsageError(
+                f"{args.base_dir} holds a cluster of {len(cluster.nodes)} nodes; "
+                f"use another --base-dir for {args.nodes}"
+            )
+    else:
+        cluster = LocalCluster.create(args.base_dir, args.nodes or 3, args.free_ports)
+    started = []
+    for node in cluster.nodes:
+        if not cluster.alive(node):
+            cluster.spawn(node)
+            started.append(node)
+            print(f"started {node.name} (pid {cluster.pid(node)})", file=sys.stderr)
+    cluster.wait_healthy(started)
+    return _print_status(cluster, args.json)
+
+
+def cmd_cluster_status(args: argparse.Namespace) -> int:
+    return _print_status(_cluster(args), args.json)
+
+
+def cmd_cluster_kill(args: argparse.Namespace) -> int:
+    cluster = _cluster(args)
+    node = cluster.node(args.node)
+    cluster.signal(node, signal.SIGKILL)
+    print(f"killed {node.name} (pid {cluster.pid(node)}) and its etcd member")
+    return 0
+
+
+def cmd_cluster_start(args: argparse.Namespace) -> int:
+    cluster = _cluster(args)
+    node = cluster.node(args.node)
+    cluster.spawn(node)
+    cluster.wait_healthy([node])
+    return _print_status(cluster, args.json, only=[node])
+
+
+def cmd_cluster_down(args: argparse.Namespace) -> int:
+    cluster = _cluster(args)
+    for node in cluster.nodes:
+        cluster.stop(node)
+        print(f"stopped {node.name}")
+    return 0
+
+
+def cluster_status(cluster: LocalCluster) -> dict[str, Any]:
+    infos: dict[str, Any] = {}
+    for node in cluster.nodes:
+        if cluster.alive(node):
+            try:
+                with NodeClient(node.grpc_address, timeout_s=3.0) as client:
+                    infos[node.name] = client.node_info()
+            except NodeUnreachable:
+                pass
+    generations = {name: info.generation for name, info in infos.items()}
+    if len(generations) < len(cluster.nodes) and infos:
+        generations = {**_generations_from_metadata(cluster, list(infos)), **generations}
+    leader = next((info.metadata_leader for info in infos.values() if info.metadata_leader), None)
+    return {
+        "nodes": [
+            {
+                "name": node.name,
+                "pid": cluster.pid(node),
+                "alive": cluster.alive(node),
+                "generation": generations.get(node.name),
+                "ports": node.ports.as_dict(),
+            }
+            for node in cluster.nodes
+        ],
+        "metadata_leader": leader,
+    }
+
+
+def _generations_from_metadata(cluster: LocalCluster, answering: list[str]) -> dict[str, int]:
+    from metadata.records import NODES_CONFIG_KEY, NodesConfig, decode
+
+    for name in answering:
+        try:
+            with NodeClient(cluster.node(name).grpc_address, timeout_s=3.0) as client:
+                found = client.get(NODES_CONFIG_KEY)
+        except NodeUnreachable:
+            continue
+        if found is not None:
+            nodes_config = decode(NodesConfig, found.value)
+            return {n: rec.generation for n, rec in nodes_config.nodes.items()}
+    return {}
+
+
+def _print_status(cluster: LocalCluster, as_json: bool, only: list[ClusterNode] | None = None) -> int:
+    status = cluster_status(cluster)
+    if only is not None:
+        names = {n.name for n in only}
+        status["nodes"] = [n for n in status["nodes"] if n["name"] in names]
+    if as_json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print_table(
+        ["node", "pid", "alive", "generation", "ports"],
+        [
+            [n["name"], n["pid"], n["alive"], n["generation"], _ports_text(n["ports"])]
+            for n in status["nodes"]
+        ],
+    )
+    print(f"metadata leader: {status['metadata_leader'] or 'unknown'}")
+    return 0
+
+
+# ---- metadata ------------------------------------------------------------------------------
+
+
+def _node_address(args: argparse.Namespace) -> str:
+    if args.address:
+        if args.node:
+            raise UsageError("give --node (with --base-dir) or --address, not both")
+        return args.address
+    if args.base_dir is None:
+        if args.node:
+            raise UsageError("--node needs --base-dir of a local cluster")
+        return DEFAULT_NODE_ADDRESS
+    cluster = LocalCluster.load(args.base_dir)
+    if args.node:
+        return cluster.node(args.node).grpc_address
+    for node in cluster.nodes:
+        if cluster.alive(node):
+            return node.grpc_address
+    raise CliError(f"no node of the cluster in {args.base_dir} is running")
+
+
+def cmd_metadata_get(args: argparse.Namespace) -> int:
+    with NodeClient(_node_address(args), timeout_s=args.timeout) as client:
+        found = client.get(args.key)
+    if found is None:
+        if args.json:
+            print(json.dumps({"key": args.key, "found": False}))
+            return 0
+        raise CliError(f"key {args.key!r} not found")
+    text = found.value.decode("utf-8", errors="backslashreplace")
+    if args.json:
+        print(json.dumps({"key": args.key, "found": True, "version": found.version, "value": text}))
+    else:
+        print_table(["key", "version", "value"], [[args.key, found.version, text]])
+    return 0
+
+
+def cmd_metadata_put(args: argparse.Namespace) -> int:
+    with NodeClient(_node_address(args), timeout_s=min(args.timeout, 5.0)) as client:
+        try:
+            version = put_with_retry(client, args.key, args.value.encode(), args.expect_version, args.timeout)
+        except VersionMismatch as e:
+            raise CliError(str(e)) from None
+        except OutcomeUnknown as e:
+            raise CliError(f"{e}; check with `durastate metadata get {args.key}`") from None
+    if args.json:
+        print(json.dumps({"key": args.key, "version": version}))
+    else:
+        print(f"{args.key} version {version}")
+    return 0
+
+
+# ---- parser --------------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="durastate", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    srv = sub.add_parser("server", help="run a node (a single node with no flags)")
+    srv.add_argument("--config", type=Path, help="TOML config file (also DURASTATE_CONFIG)")
+    srv.add_argument("--base-dir", dest="base_dir", help="where all durable data lives")
+    srv.add_argument("--node-name", dest="node_name")
+    srv.add_argument("--cluster-name", dest="cluster_name")
+    srv.add_argument("--address", help="host this node binds and advertises")
+    srv.add_argument("--roles", help="comma-separated roles")
+    for name in ("ingress", "admin", "node", "etcd-client", "etcd-peer"):
+        srv.add_argument(f"--{name}-port", dest=f"{name.replace('-', '_')}_port", type=_port)
+    srv.add_argument("--metadata-backend", dest="metadata_backend", help="local or etcd")
+    srv.add_argument("--print-config", action="store_true", help="print the effective config and exit")
+    srv.set_defaults(func=cmd_server)
+
+    def cluster_cmd(
+        name: str, func: Callable[[argparse.Namespace], int], help_: str
+    ) -> argparse.ArgumentParser:
+        p = cl_sub.add_parser(name, help=help_)
+        p.add_argument("--base-dir", type=Path, default=DEFAULT_CLUSTER_DIR, dest="base_dir")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+        return p
+
+    cl = sub.add_parser("cluster", help="a local cluster of node processes")
+    cl_sub = cl.add_subparsers(dest="cluster_command", required=True)
+    up = cluster_cmd("up", cmd_cluster_up, "start the cluster's nodes and wait until healthy")
+    up.add_argument("--nodes", type=int, default=None, help="number of nodes (default 3)")
+    up.add_argument("--free-ports", action="store_true", help="pick free ports instead of the defaults")
+    cluster_cmd("status", cmd_cluster_status, "nodes, pids, generations, metadata leader")
+    cluster_cmd("kill", cmd_cluster_kill, "SIGKILL a node and its etcd member").add_argument("node")
+    cluster_cmd("start", cmd_cluster_start, "restart a node").add_argument("node")
+    cluster_cmd("down", cmd_cluster_down, "stop every node")
+
+    md = sub.add_parser("metadata", help="read and write the metadata store through a node")
+    md_sub = md.add_subparsers(dest="metadata_command", required=True)
+    for name, func in (("get", cmd_metadata_get), ("put", cmd_metadata_put)):
+        p = md_sub.add_parser(name)
+        p.add_argument("key")
+        if name == "put":
+            p.add_argument("value")
+            p.add_argument("--expect-version", type=int, dest="expect_version")
+        p.add_argument("--base-dir", type=Path, dest="base_dir", help="local cluster dir")
+        p.add_argument("--node", help="node of the local cluster to talk to")
+        p.add_argument("--address", help=f"node gRPC address (default {DEFAULT_NODE_ADDRESS})")
+        p.add_argument("--timeout", type=float, default=10.0, help="seconds to keep retrying")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, UsageError) as e:
+        print(f"durastate: {e}", file=sys.stderr)
+        return 2
+    except (CliError, ClusterError, NodeUnreachable, OutcomeUnknown, InvalidRequest) as e:
+        print(f"durastate: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""A small synchronous client of a node's gRPC service, for the CLI and for tests."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import grpc
+
+from proto.durastate.node.v1 import node_pb2, node_pb2_grpc
+
+
+class NodeUnreachable(Exception):
+    """The node did not answer (down, starting, or partitioned)."""
+
+
+class VersionMismatch(Exception):
+    def __init__(self, current_version: int | None) -> None:
+        self.current_version = current_version
+        where = (
+            "the key does not exist" if current_version is None else f"current version is {current_version}"
+        )
+        super().__init__(f"precondition failed: {where}")
+
+
+class InvalidRequest(Exception):
+    """The node refused the request as malformed (bad key, bad precondition)."""
+
+
+class OutcomeUnknown(Exception):
+    """The write may or may not have been applied: re-read the key before deciding anything."""
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    value: bytes
+    version: int
+
+
+# Statuses that mean the request was not applied and may be sent again.
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+class NodeClient:
+    def __init__(self, address: str, timeout_s: float = 5.0) -> None:
+        self.address = address
+        self._timeout = timeout_s
+        self._channel = grpc.insecure_channel(address)
+        self._stub = node_pb2_grpc.NodeServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> NodeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, request: object, timeout: float | None = None) -> object:
+        try:
+            return getattr(self._stub, method)(request, timeout=timeout or self._timeout)
+        except grpc.RpcError as e:
+            if e.code() in _RETRYABLE:
+                raise NodeUnreachable(f"{self.address}: {e.code().name}: {e.details()}") from None
+            if e.code() == grpc.StatusCode.ABORTED:
+                raise OutcomeUnknown(e.details()) from None
+            if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidRequest(e.details()) from None
+            raise
+
+    def node_info(self, timeout: float | None = None) -> node_pb2.NodeInfo:
+        return self._call("GetNodeInfo", node_pb2.GetNodeInfoRequest(), timeout)  # type: ignore[return-value]
+
+    def get(self, key: str) -> Value | None:
+        resp = self._call("MetadataGet", node_pb2.MetadataGetRequest(key=key))
+        assert isinstance(resp, node_pb2.MetadataGetResponse)
+        return Value(resp.value, resp.version) if resp.found else None
+
+    def put(
+        self, key: str, value: bytes, expect_version: int | None = None, must_not_exist: bool = False
+    ) -> int:
+        req = node_pb2.MetadataPutRequest(key=key, value=value)
+        if must_not_exist:
+            req.precondition = node_pb2.PRECONDITION_DOES_NOT_EXIST
+        elif expect_version is not None:
+            req.precondition = node_pb2.PRECONDITION_MATCHES_VERSION
+            req.expected_version = expect_version
+        resp = self._call("MetadataPut", req)
+        assert isinstance(resp, node_pb2.MetadataPutResponse)
+        if resp.status == node_pb2.METADATA_PRECONDITION_FAILED:
+            raise VersionMismatch(resp.current_version if resp.HasField("current_version") else None)
+        return resp.version
+
+
+def put_with_retry(
+    client: NodeClient, key: str, value: bytes, expect_version: int | None, deadline_s: float
+) -> int:
+    """Put, retrying while the metadata store is unavailable (nothing written) until the deadline.
+
+    An unconditional put is also retried after an unknown outcome: writing the same value twice
+    is harmless. A conditional one is not, since its first attempt may have won.
+    """
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            return client.put(key, value, expect_version)
+        except NodeUnreachable:
+            if time.monotonic() > deadline:
+                raise
+        except OutcomeUnknown:
+            if expect_version is not None or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)

@@ -1,0 +1,32 @@
+"""The ingress (:8080) and admin (:9070) HTTP servers. For now they answer health only."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from node.config import NodeConfig
+
+
+async def _ok(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "node": request.app["node_name"]})
+
+
+def _app(cfg: NodeConfig, routes: list[web.RouteDef]) -> web.Application:
+    app = web.Application()
+    app["node_name"] = cfg.node_name
+    app.add_routes(routes)
+    return app
+
+
+async def start_http_servers(cfg: NodeConfig) -> list[web.AppRunner]:
+    """Start ingress then admin; the caller calls this only once the node is ready."""
+    runners = []
+    for port, routes in (
+        (cfg.ports.ingress, [web.get("/restate/health", _ok)]),
+        (cfg.ports.admin, [web.get("/health", _ok)]),
+    ):
+        runner = web.AppRunner(_app(cfg, routes), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, cfg.address, port, reuse_address=True).start()
+        runners.append(runner)
+    return runners

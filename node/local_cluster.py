@@ -1,0 +1,228 @@
+"""A local cluster under one base dir: N node processes on loopback, each with its etcd member.
+
+Layout: ``BASE/cluster.json`` lists the nodes and their ports; ``BASE/<node>/`` is that node's
+base dir with ``node.toml``, ``node.pid`` and ``node.log``. Each node runs in its own process group
+(its pid is the group id) and its etcd member stays in that group, so signalling the group reaches
+both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.config import MetadataConfig, NodeConfig
+from node.ports import LOOPBACK, Ports, free_node_ports, ports_for_node
+
+CLUSTER_FILE = "cluster.json"
+HEALTH_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 15.0
+
+
+class ClusterError(Exception):
+    """An operational failure of the local cluster; the message names the node and the cause."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterNode:
+    name: str
+    ports: Ports
+    base_dir: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.base_dir / "node.toml"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.base_dir / "node.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir / "node.log"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{LOOPBACK}:{self.ports.node}"
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, process group) of a live process, or None."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return fields[0], int(fields[2])
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat and stat[1] == pgid and stat[0] != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class LocalCluster:
+    def __init__(self, base_dir: Path, nodes: list[ClusterNode]) -> None:
+        self.base_dir = base_dir
+        self.nodes = nodes
+
+    # ---- layout ----------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, base_dir: Path, count: int, use_free_ports: bool) -> LocalCluster:
+        if count < 1:
+            raise ValueError("--nodes must be at least 1")
+        base_dir = base_dir.absolute()
+        nodes = []
+        for i in range(1, count + 1):
+            ports = free_node_ports() if use_free_ports else ports_for_node(i)
+            nodes.append(ClusterNode(f"n{i}", ports, base_dir / f"n{i}"))
+        cluster = cls(base_dir, nodes)
+        for node in nodes:
+            node.base_dir.mkdir(parents=True, exist_ok=True)
+            node.config_path.write_text(cluster.node_config(node).to_toml())
+        (base_dir / CLUSTER_FILE).write_text(
+            json.dumps({"nodes": [{"name": n.name, "ports": n.ports.as_dict()} for n in nodes]}, indent=2)
+        )
+        return cluster
+
+    @classmethod
+    def load(cls, base_dir: Path) -> LocalCluster:
+        base_dir = base_dir.absolute()
+        path = base_dir / CLUSTER_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ClusterError(f"no local cluster in {base_dir} (run `durastate cluster up`)") from None
+        nodes = [ClusterNode(n["name"], Ports(**n["ports"]), base_dir / n["name"]) for n in data["nodes"]]
+        return cls(base_dir, nodes)
+
+    @classmethod
+    def exists(cls, base_dir: Path) -> bool:
+        return (base_dir / CLUSTER_FILE).exists()
+
+    def node(self, name: str) -> ClusterNode:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise ClusterError(f"no node {name!r}; nodes are {', '.join(n.name for n in self.nodes)}")
+
+    def node_config(self, node: ClusterNode) -> NodeConfig:
+        return NodeConfig(
+            node_name=node.name,
+            base_dir=node.base_dir,
+            address=LOOPBACK,
+            ports=node.ports,
+            metadata=MetadataConfig(
+                backend="etcd",
+                etcd_initial_cluster={n.name: f"http://{LOOPBACK}:{n.ports.etcd_peer}" for n in self.nodes},
+                etcd_endpoints=[f"{LOOPBACK}:{n.ports.etcd_client}" for n in self.nodes],
+            ),
+        )
+
+    # ---- processes -------------------------------------------------------------------------
+
+    def pid(self, node: ClusterNode) -> int | None:
+        try:
+            return int(node.pid_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def alive(self, node: ClusterNode) -> bool:
+        pid = self.pid(node)
+        if pid is None:
+            return False
+        stat = _proc_stat(pid)
+        if stat is None or stat[0] == "Z":
+            return False
+        # Guard against pid reuse: the process must be this node's server.
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return str(node.config_path).encode() in cmdline
+
+    def spawn(self, node: ClusterNode) -> int:
+        if self.alive(node):
+            raise ClusterError(f"node {node.name} is already running (pid {self.pid(node)})")
+        with open(node.log_path, "ab") as logf:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "node.cli", "server", "--config", str(node.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={k: v for k, v in os.environ.items() if not k.startswith("DURASTATE_")},
+            )
+        node.pid_path.write_text(str(proc.pid))
+        return proc.pid
+
+    def wait_healthy(self, nodes: list[ClusterNode], timeout_s: float = HEALTH_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = list(nodes)
+        while pending:
+            for node in list(pending):
+                if not self.alive(node):
+                    raise ClusterError(
+                        f"node {node.name} exited during start; last lines of {node.log_path}:\n{tail(node.log_path)}"
+                    )
+                if _healthy(node):
+                    pending.remove(node)
+            if pending and time.monotonic() > deadline:
+                node = pending[0]
+                raise ClusterError(
+                    f"node {node.name} not healthy after {timeout_s:.0f}s; last lines of {node.log_path}:\n"
+                    f"{tail(node.log_path)}"
+                )
+            if pending:
+                time.sleep(0.2)
+
+    def signal(self, node: ClusterNode, sig: signal.Signals) -> None:
+        pid = self.pid(node)
+        if pid is None or not self.alive(node):
+            raise ClusterError(f"node {node.name} is not running")
+        os.killpg(pid, sig)
+
+    def stop(self, node: ClusterNode, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM the node's group, then SIGKILL what is left after the timeout."""
+        pid = self.pid(node)
+        if pid is None:
+            return
+        if group_members(pid):
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while group_members(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if group_members(pid):
+                os.killpg(pid, signal.SIGKILL)
+            while group_members(pid):
+                time.sleep(0.02)
+        node.pid_path.unlink(missing_ok=True)
+
+
+def _healthy(node: ClusterNode) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{node.ports.admin}/health", timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False

@@ -1,0 +1,72 @@
+"""Every port durastate listens on, in one place.
+
+A single node uses the defaults. Node ``k`` (1-based) of a local cluster shifts every port by
+``(k - 1) * NODE_PORT_STRIDE`` so that N nodes fit on one machine without a port map.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import asdict, dataclass
+
+DEFAULT_INGRESS_PORT = 8080
+DEFAULT_ADMIN_PORT = 9070
+DEFAULT_NODE_PORT = 5122
+DEFAULT_ETCD_CLIENT_PORT = 2379
+DEFAULT_ETCD_PEER_PORT = 2380
+
+# 10 keeps the etcd client and peer ports of neighbouring nodes apart (2379/2380, 2389/2390, ...).
+NODE_PORT_STRIDE = 10
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    ingress: int = DEFAULT_INGRESS_PORT
+    admin: int = DEFAULT_ADMIN_PORT
+    node: int = DEFAULT_NODE_PORT
+    etcd_client: int = DEFAULT_ETCD_CLIENT_PORT
+    etcd_peer: int = DEFAULT_ETCD_PEER_PORT
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def shifted(self, offset: int) -> Ports:
+        return Ports(**{name: port + offset for name, port in self.as_dict().items()})
+
+
+def ports_for_node(index: int, base: Ports | None = None) -> Ports:
+    """Ports of the ``index``-th node (1-based) of a local cluster."""
+    return (base or Ports()).shifted((index - 1) * NODE_PORT_STRIDE)
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """Ports the kernel reports free right now; held open together so they are distinct."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_node_ports(host: str = LOOPBACK) -> Ports:
+    ingress, admin, node, etcd_client, etcd_peer = free_ports(5, host)
+    return Ports(ingress, admin, node, etcd_client, etcd_peer)
+
+
+def port_in_use(port: int, host: str = LOOPBACK) -> bool:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((host, port))
+    except OSError:
+        return True
+    finally:
+        s.close()
+    return False

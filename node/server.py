@@ -1,0 +1,126 @@
+"""The node process: start the roles in dependency order, serve, stop cleanly on SIGTERM.
+
+Start order: metadata (own etcd member, then the store) -> register in NodesConfig with a
+generation bumped by CAS -> gRPC server -> HTTP ingress and admin. The HTTP servers come last, so
+a health answer means the node is registered and serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from metadata import MetadataStore, MetadataUnavailable, UnknownOutcome
+from metadata.etcd import EtcdMetadataStore
+from metadata.etcd_member import EtcdMember
+from metadata.local import LocalMetadataStore
+from metadata.records import NodeConfig as NodeRecord
+from metadata.records import register_node
+from node.config import NodeConfig
+from node.grpc_service import NodeServicer, start_grpc_server
+from node.http import start_http_servers
+
+log = logging.getLogger(__name__)
+
+# A fresh 3-node cluster has no metadata quorum until its peers start: wait for them this long.
+METADATA_READY_TIMEOUT_S = 90.0
+
+
+class NodeStartError(Exception):
+    """The node could not start; the message says which step failed and why."""
+
+
+@dataclass(slots=True)
+class Metadata:
+    store: MetadataStore
+    leader: Callable[[], Awaitable[str | None]]
+
+
+def etcd_initial_cluster(cfg: NodeConfig) -> dict[str, str]:
+    return cfg.metadata.etcd_initial_cluster or {cfg.node_name: f"http://{cfg.address}:{cfg.ports.etcd_peer}"}
+
+
+def etcd_endpoints(cfg: NodeConfig) -> list[str]:
+    own = f"{cfg.address}:{cfg.ports.etcd_client}"
+    if not cfg.runs_etcd_member():
+        return list(cfg.metadata.etcd_endpoints)
+    # The node's own member first: it is the one that is up whenever this node is.
+    return [own] + [e for e in cfg.metadata.etcd_endpoints if e != own]
+
+
+async def open_metadata(cfg: NodeConfig, stack: AsyncExitStack) -> Metadata:
+    if cfg.metadata.backend == "local":
+        store = await LocalMetadataStore.open(cfg.base_dir / "metadata")
+        stack.push_async_callback(store.close)
+
+        async def local_leader() -> str:
+            return cfg.node_name
+
+        return Metadata(store, local_leader)
+
+    if cfg.runs_etcd_member():
+        member = EtcdMember(
+            name=cfg.node_name,
+            data_dir=cfg.base_dir / "etcd",
+            client_port=cfg.ports.etcd_client,
+            peer_port=cfg.ports.etcd_peer,
+            initial_cluster=etcd_initial_cluster(cfg),
+            host=cfg.address,
+            log_path=cfg.base_dir / "etcd.log",
+        )
+        await member.start()
+        stack.push_async_callback(member.stop)
+        log.info("etcd member started", extra={"pid": member.pid, "client": member.client_endpoint})
+        await member.wait_healthy(METADATA_READY_TIMEOUT_S)
+    etcd = EtcdMetadataStore(etcd_endpoints(cfg))
+    stack.push_async_callback(etcd.close)
+    return Metadata(etcd, etcd.leader_name)
+
+
+async def register(cfg: NodeConfig, store: MetadataStore) -> int:
+    record = NodeRecord(
+        name=cfg.node_name,
+        generation=0,
+        roles=list(cfg.roles),
+        address=cfg.address,
+        ports=cfg.ports.as_dict(),
+    )
+    deadline = time.monotonic() + METADATA_READY_TIMEOUT_S
+    while True:
+        try:
+            return await register_node(store, record, cfg.cluster_name)
+        except (MetadataUnavailable, UnknownOutcome) as e:
+            # Re-running the bump after an unknown outcome may skip a generation: harmless, they
+            # only need to grow.
+            if time.monotonic() > deadline:
+                raise NodeStartError(f"metadata store not reachable to register the node: {e}") from e
+            log.info("waiting for the metadata store", extra={"error": str(e)})
+            await asyncio.sleep(0.5)
+
+
+async def run(cfg: NodeConfig, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as stack:
+        cfg.base_dir.mkdir(parents=True, exist_ok=True)
+        metadata = await open_metadata(cfg, stack)
+        generation = await register(cfg, metadata.store)
+        servicer = NodeServicer(cfg, metadata.store, generation, metadata.leader)
+        server, _health = await start_grpc_server(cfg, servicer)
+        stack.push_async_callback(server.stop, 2.0)
+        for runner in await start_http_servers(cfg):
+            stack.push_async_callback(runner.cleanup)
+        log.info(
+            "node ready",
+            extra={"generation": generation, "roles": ",".join(cfg.roles), **cfg.ports.as_dict()},
+        )
+        await stop.wait()
+        log.info("stopping")
+    log.info("stopped")

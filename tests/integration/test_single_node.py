@@ -1,0 +1,71 @@
+"""A single node with the embedded defaults: health, node info, generations, metadata, SIGTERM."""
+
+import json
+import signal
+import urllib.request
+from pathlib import Path
+
+from node.client import NodeClient
+from node.ports import free_ports
+from tests.support.procs import DURASTATE, Procs, clean_env, run_cli
+from tests.support.wait import wait_until
+
+
+def healthy(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as resp:
+        return resp.status == 200
+
+
+def start_node(procs: Procs, cwd: Path, env: dict[str, str]):
+    proc = procs.spawn([*DURASTATE, "server"], cwd / "node.log", cwd=cwd, env=env)
+    admin, ingress = env["DURASTATE_PORTS_ADMIN"], env["DURASTATE_PORTS_INGRESS"]
+    wait_until(lambda: healthy(f"http://127.0.0.1:{admin}/health"), 30, "admin health")
+    assert healthy(f"http://127.0.0.1:{ingress}/restate/health")
+    return proc
+
+
+def stop_node(proc) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+
+
+def test_single_node_defaults_restart_and_metadata(procs: Procs, tmp_path: Path) -> None:
+    ingress, admin, node = free_ports(3)
+    # No flags: ports come from the environment only because two test runs may share a machine.
+    env = clean_env(
+        DURASTATE_PORTS_INGRESS=str(ingress), DURASTATE_PORTS_ADMIN=str(admin), DURASTATE_PORTS_NODE=str(node)
+    )
+    address = f"127.0.0.1:{node}"
+
+    proc = start_node(procs, tmp_path, env)
+    assert (tmp_path / "durastate-data").is_dir(), "the default base dir lives in the working directory"
+    with NodeClient(address) as client:
+        info = client.node_info()
+        assert (info.name, info.generation, info.metadata_backend) == ("n1", 1, "local")
+        assert info.ports["ingress"] == ingress
+        assert info.metadata_leader == "n1"
+
+    put = run_cli("metadata", "put", "greeting", "hello", "--address", address, "--json")
+    assert put.returncode == 0, put.stderr
+    v1 = json.loads(put.stdout)["version"]
+    stale = run_cli(
+        "metadata", "put", "greeting", "again", "--expect-version", str(v1 + 100), "--address", address
+    )
+    assert stale.returncode == 1
+    assert f"current version is {v1}" in stale.stderr
+    stop_node(proc)
+
+    proc = start_node(procs, tmp_path, env)
+    with NodeClient(address) as client:
+        assert client.node_info().generation == 2, "a restarted node must have a higher generation"
+    got = run_cli("metadata", "get", "greeting", "--address", address, "--json")
+    assert json.loads(got.stdout) == {"key": "greeting", "found": True, "version": v1, "value": "hello"}
+    stop_node(proc)
+
+
+def test_print_config_writes_nothing(tmp_path: Path) -> None:
+    result = run_cli("server", "--print-config", "--node-name", "n7", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert 'node_name = "n7"' in result.stdout
+    assert 'backend = "local"' in result.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,81 @@
+"""Processes started by tests: each is stopped by pid (and its process group) when the test ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from node.local_cluster import group_members
+
+DURASTATE = [sys.executable, "-m", "node.cli"]
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURASTATE_")}
+    env.update(overrides)
+    return env
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120, env: dict[str, str] | None = None):
+    return subprocess.run(
+        [*DURASTATE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env or clean_env()
+    )
+
+
+class Procs:
+    """Starts processes in their own group and kills every group at teardown."""
+
+    def __init__(self) -> None:
+        self.pgids: list[int] = []
+        self.popens: list[subprocess.Popen] = []
+
+    def spawn(
+        self, args: Sequence[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+    ):
+        with open(log, "ab") as f:
+            proc = subprocess.Popen(
+                list(args),
+                cwd=cwd,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env or clean_env(),
+            )
+        self.track(proc.pid)
+        self.popens.append(proc)
+        return proc
+
+    def track(self, pgid: int) -> None:
+        self.pgids.append(pgid)
+
+    def stop_all(self) -> None:
+        for pgid in self.pgids:
+            if group_members(pgid):
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for proc in self.popens:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        deadline = time.monotonic() + 10
+        while any(group_members(p) for p in self.pgids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    p = Procs()
+    try:
+        yield p
+    finally:
+        p.stop_all()
