@@ -1,0 +1,34 @@
+"""Errors of the bifrost component. The edges translate them into HTTP, gRPC or CLI errors."""
+
+from __future__ import annotations
+
+
+class BifrostError(Exception):
+    """Base of every bifrost error."""
+
+
+class LogletSealed(BifrostError):
+    """The loglet is sealed: the batch was not (and will never be) acknowledged by this loglet."""
+
+    def __init__(self, tail: int) -> None:
+        super().__init__(f"loglet sealed at offset {tail}")
+        self.tail = tail
+
+
+class UnknownLog(BifrostError):
+    def __init__(self, log_id: int) -> None:
+        super().__init__(f"unknown log {log_id}")
+        self.log_id = log_id
+
+
+class RecordTooLarge(BifrostError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"record of {size} bytes is over the limit of {limit} bytes")
+
+
+class InvalidLsn(BifrostError):
+    """An LSN outside what the operation accepts (0, or beyond the tail)."""
+
+
+class LogUnavailable(BifrostError):
+    """The log cannot make progress now (no quorum, no sequencer); retrying later may succeed."""

@@ -1,0 +1,57 @@
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bifrost.loglet import Loglet, Record
+from bifrost.providers.local import LocalLogletStore
+from bifrost.providers.memory import MemoryLoglet
+from tests.unit.bifrost import loglet_conformance as suite
+
+Check = Callable[[Loglet], Awaitable[None]]
+
+
+async def run_memory(check: Check, tmp_path: Path) -> None:
+    await check(MemoryLoglet(1))
+
+
+async def run_local(check: Check, tmp_path: Path) -> None:
+    store = LocalLogletStore(tmp_path / "local")
+    try:
+        # Another loglet in the same store must not leak into this one.
+        await store.loglet(2).enqueue_batch([b"neighbour"])
+        await check(store.loglet(1))
+    finally:
+        await store.close()
+
+
+PROVIDERS = {"memory": run_memory, "local": run_local}
+
+
+@pytest.mark.parametrize("check", suite.SUITE, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("provider", list(PROVIDERS))
+def test_conformance(provider: str, check: Check, tmp_path: Path) -> None:
+    asyncio.run(PROVIDERS[provider](check, tmp_path))
+
+
+def test_local_loglet_survives_reopen(tmp_path: Path) -> None:
+    async def first() -> None:
+        store = LocalLogletStore(tmp_path / "db")
+        await store.loglet(1).enqueue_batch([b"a", b"b", b"c"])
+        await store.loglet(1).trim(1)
+        await store.loglet(5).seal()
+        await store.close()
+
+    async def second() -> None:
+        store = LocalLogletStore(tmp_path / "db")
+        loglet = store.loglet(1)
+        assert (await loglet.find_tail()).offset == 4
+        assert await loglet.get_trim_point() == 1
+        assert await loglet.enqueue_batch([b"d"]) == 4
+        assert await suite.read_n(loglet, 2, 3) == [Record(2, b"b"), Record(3, b"c"), Record(4, b"d")]
+        assert (await store.loglet(5).find_tail()).sealed
+        await store.close()
+
+    asyncio.run(first())
+    asyncio.run(second())
