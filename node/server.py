@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
-from metadata import MetadataStore, MetadataUnavailable, UnknownOutcome
+from metadata import ClusterNameMismatch, MetadataStore, MetadataUnavailable, UnknownOutcome
 from metadata.etcd import EtcdMetadataStore
 from metadata.etcd_member import EtcdMember
 from metadata.local import LocalMetadataStore
@@ -55,7 +55,7 @@ def etcd_endpoints(cfg: NodeConfig) -> list[str]:
 
 async def open_metadata(cfg: NodeConfig, stack: AsyncExitStack) -> Metadata:
     if cfg.metadata.backend == "local":
-        store = await LocalMetadataStore.open(cfg.base_dir / "metadata")
+        store = LocalMetadataStore.open(cfg.base_dir / "metadata")
         stack.push_async_callback(store.close)
 
         async def local_leader() -> str:
@@ -94,6 +94,8 @@ async def register(cfg: NodeConfig, store: MetadataStore) -> int:
     while True:
         try:
             return await register_node(store, record, cfg.cluster_name)
+        except ClusterNameMismatch as e:
+            raise NodeStartError(f"the metadata store belongs to another cluster: {e}") from e
         except (MetadataUnavailable, UnknownOutcome) as e:
             # Re-running the bump after an unknown outcome may skip a generation: harmless, they
             # only need to grow.

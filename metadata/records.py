@@ -1,0 +1,95 @@
+"""Typed values stored in the metadata store, their one encoding, and the keys they live under.
+
+Encoding: one format byte (``RECORD_FORMAT_V1``), then the record as a msgpack map (msgspec).
+Maps, not arrays, so a later build may add optional fields that older builds ignore; a new
+format byte is for changes that old readers must refuse.
+"""
+
+from __future__ import annotations
+
+from typing import Final, TypeVar
+
+import msgspec
+
+from metadata.errors import ClusterNameMismatch, RecordFormatError
+from metadata.store import MetadataStore, read_modify_write
+
+RECORD_FORMAT_V1: Final = 1
+
+NODES_CONFIG_KEY: Final = "nodes_config"
+
+
+class NodeConfig(msgspec.Struct, frozen=True):
+    """One node of the cluster. ``generation`` is bumped by CAS at every start (fencing)."""
+
+    name: str
+    generation: int
+    roles: list[str]
+    address: str  # host (name or IP) other nodes reach this node at
+    ports: dict[str, int]  # port name (as in node.ports.Ports) -> port
+    # Plain node id (N1, N2, ...), assigned once at first registration and kept for life; the
+    # log refers to nodes by it. 0 in a record that was never registered.
+    node_id: int = 0
+
+
+class NodesConfig(msgspec.Struct, frozen=True):
+    cluster_name: str
+    nodes: dict[str, NodeConfig]
+
+
+R = TypeVar("R", bound=msgspec.Struct)
+
+_ENCODER: Final = msgspec.msgpack.Encoder()
+_DECODERS: dict[type, msgspec.msgpack.Decoder] = {}
+
+
+def encode(record: msgspec.Struct) -> bytes:
+    return bytes((RECORD_FORMAT_V1,)) + _ENCODER.encode(record)
+
+
+def decode(record_type: type[R], data: bytes) -> R:
+    """Decode bytes written by ``encode``; raise ``RecordFormatError`` saying what is wrong."""
+    name = record_type.__name__
+    if not data:
+        raise RecordFormatError(f"cannot decode {name}: empty value (no format byte)")
+    if data[0] != RECORD_FORMAT_V1:
+        raise RecordFormatError(
+            f"cannot decode {name}: unknown record format version {data[0]} "
+            f"(this build reads version {RECORD_FORMAT_V1}); was it written by a newer durastate?"
+        )
+    decoder = _DECODERS.get(record_type)
+    if decoder is None:
+        decoder = _DECODERS[record_type] = msgspec.msgpack.Decoder(record_type)
+    try:
+        return decoder.decode(memoryview(data)[1:])
+    except msgspec.DecodeError as error:
+        raise RecordFormatError(f"cannot decode {name}: {error}") from error
+
+
+async def register_node(store: MetadataStore, node: NodeConfig, cluster_name: str) -> int:
+    """Record ``node`` in the nodes config with its next generation; return that generation.
+
+    ``node.generation`` is ignored: a new node gets 1, a known one its previous generation + 1.
+    Other nodes are left untouched, and concurrent registrations never lose each other's update
+    (read-modify-write under CAS). Raises ``ClusterNameMismatch`` if the store already belongs to
+    another cluster.
+    """
+
+    def bump(raw: bytes | None) -> bytes:
+        if raw is None:
+            config = NodesConfig(cluster_name=cluster_name, nodes={})
+        else:
+            config = decode(NodesConfig, raw)
+            if config.cluster_name != cluster_name:
+                raise ClusterNameMismatch(expected=cluster_name, found=config.cluster_name)
+        previous = config.nodes.get(node.name)
+        if previous is None:
+            generation, node_id = 1, max((n.node_id for n in config.nodes.values()), default=0) + 1
+        else:
+            generation, node_id = previous.generation + 1, previous.node_id
+        nodes = dict(config.nodes)
+        nodes[node.name] = msgspec.structs.replace(node, generation=generation, node_id=node_id)
+        return encode(NodesConfig(cluster_name=config.cluster_name, nodes=nodes))
+
+    written = await read_modify_write(store, NODES_CONFIG_KEY, bump)
+    return decode(NodesConfig, written.value).nodes[node.name].generation
