@@ -5,6 +5,9 @@ import signal
 import urllib.request
 from pathlib import Path
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from node.client import NodeClient
 from node.ports import free_ports
 from tests.support.procs import DURASTATE, Procs, clean_env, run_cli
@@ -39,6 +42,9 @@ def test_single_node_defaults_restart_and_metadata(procs: Procs, tmp_path: Path)
 
     proc = start_node(procs, tmp_path, env)
     assert (tmp_path / "durastate-data").is_dir(), "the default base dir lives in the working directory"
+    with grpc.insecure_channel(address) as channel:
+        check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert check.status == health_pb2.HealthCheckResponse.SERVING
     with NodeClient(address) as client:
         info = client.node_info()
         assert (info.name, info.generation, info.metadata_backend) == ("n1", 1, "local")
