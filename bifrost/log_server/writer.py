@@ -16,8 +16,16 @@ from dataclasses import dataclass, field
 
 from rocksdict import Rdict, WriteBatch, WriteOptions
 
-# A write set: (key, value) puts, value None meaning delete.
-Ops = Sequence[tuple[bytes, bytes | None]]
+
+@dataclass(frozen=True, slots=True)
+class DeleteRange:
+    """As the value of an op: delete every key in [op key, end)."""
+
+    end: bytes
+
+
+# A write set: (key, value) puts; value None deletes the key, DeleteRange a key range.
+Ops = Sequence[tuple[bytes, bytes | None | DeleteRange]]
 
 
 @dataclass(slots=True)
@@ -72,6 +80,8 @@ class GroupCommitWriter:
             for key, value in ops:
                 if value is None:
                     batch.delete(key)
+                elif isinstance(value, DeleteRange):
+                    batch.delete_range(key, value.end)
                 else:
                     batch.put(key, value)
                 n_ops += 1

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from rocksdict import Options, Rdict
 
-from bifrost.log_server.writer import GroupCommitWriter
+from bifrost.log_server.writer import DeleteRange, GroupCommitWriter
 
 
 def open_db(path: Path) -> Rdict:
@@ -15,7 +15,7 @@ def test_concurrent_submits_share_one_synced_batch(tmp_path: Path) -> None:
         db = open_db(tmp_path / "db")
         writer = GroupCommitWriter(db)
         await asyncio.gather(*(writer.submit([(b"k%03d" % i, b"v%d" % i)]) for i in range(100)))
-        await writer.submit([(b"k000", None)])
+        await writer.submit([(b"k000", None), (b"k010", DeleteRange(b"k020"))])
         await writer.close()
         db.close()
         return writer
@@ -26,6 +26,7 @@ def test_concurrent_submits_share_one_synced_batch(tmp_path: Path) -> None:
     db = open_db(tmp_path / "db")
     assert db.get(b"k000") is None
     assert db.get(b"k099") == b"v99"
+    assert db.get(b"k015") is None and db.get(b"k009") == b"v9" and db.get(b"k020") == b"v20"
     db.close()
 
 

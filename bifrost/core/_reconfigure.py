@@ -1,0 +1,132 @@
+"""Reconfiguration as a core: seal the tail loglet, find its sealed tail (repairing it), then
+compare-and-set a chain whose new tail segment starts at that LSN, sequenced by us.
+
+    step(Response | Tick | NodeDead | NodeAlive | CasResult) -> [Send | SetTimer | CasChain | Reconfigured]
+
+    state        Response/Tick/hints       CasResult
+    FINDING_TAIL drive FindTailTask -> CAS  -
+    CAS          ignore                     -> DONE (won or lost)
+    DONE         ignore                     -
+
+The compare-and-set is the only arbiter between concurrent reconfigurers: the loser learns
+from CasResult(ok=False) and re-reads the chain (it will find a newer tail segment).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass
+
+from ._chain import Chain
+from ._errors import LocalProtocolError
+from ._io import NodeAlive, NodeDead, Response, Send, SetTimer, Tick
+from ._tasks import FindTailTask, TailFound, TaskConfig
+from ._types import GenerationalNodeId, LogletParams, NodeId
+
+
+def select_nodeset(
+    me: NodeId, live: list[NodeId], replication: int, rng: random.Random, *, target: int = 0
+) -> tuple[NodeId, ...] | None:
+    """Live nodes for a new loglet: this node first (it will sequence), then others chosen by
+    `rng`; size max(target, 2R-1, R+1) when that many are live, at least R, else None."""
+    pool = sorted(n for n in dict.fromkeys(live) if n != me)
+    rng.shuffle(pool)
+    chosen = ([me] if me in live else []) + pool
+    want = max(target, 2 * replication - 1, replication + 1)
+    chosen = chosen[: max(want, replication)]
+    if len(chosen) < replication:
+        return None
+    return tuple(sorted(chosen))
+
+
+class ReconfigureState(enum.Enum):
+    FINDING_TAIL = "finding-tail"
+    CAS = "cas"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class CasResult:
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CasChain:
+    """Write `chain` iff the stored chain's version is still `expected_version`."""
+
+    expected_version: int
+    chain: Chain
+
+
+@dataclass(frozen=True, slots=True)
+class Reconfigured:
+    won: bool
+    sealed_tail: int
+    """The old tail loglet's sealed tail (offset)."""
+
+
+ReconfigureInput = Response | Tick | NodeDead | NodeAlive | CasResult
+ReconfigureOutput = Send | SetTimer | CasChain | Reconfigured
+
+
+class Reconfiguration:
+    def __init__(
+        self,
+        me: GenerationalNodeId,
+        chain: Chain,
+        chain_version: int,
+        new_nodeset: tuple[NodeId, ...],
+        replication: int,
+        config: TaskConfig | None = None,
+        *,
+        now_ms: int = 0,
+        known_global_tail: int = 1,
+    ) -> None:
+        old = chain.tail.params
+        if old is None:
+            raise LocalProtocolError("the chain is sealed for good; nothing to reconfigure")
+        self._me = me
+        self._chain = chain
+        self._version = chain_version
+        self._new = LogletParams(chain.next_loglet_id(), me, replication, new_nodeset)
+        self._task = FindTailTask(old, config, now_ms=now_ms, known_global_tail=known_global_tail)
+        self._state = ReconfigureState.FINDING_TAIL
+        self._tail = 0
+
+    @property
+    def state(self) -> ReconfigureState:
+        return self._state
+
+    @property
+    def old_params(self) -> LogletParams:
+        p = self._chain.tail.params
+        assert p is not None
+        return p
+
+    @property
+    def new_params(self) -> LogletParams:
+        return self._new
+
+    def step(self, inp: ReconfigureInput) -> list[ReconfigureOutput]:
+        st = self._state
+        if st is ReconfigureState.FAILED or (isinstance(inp, CasResult) != (st is ReconfigureState.CAS)):
+            self._state = ReconfigureState.FAILED
+            raise LocalProtocolError(f"reconfiguration: no transition for {type(inp).__name__} in {st}")
+        if isinstance(inp, CasResult):
+            self._state = ReconfigureState.DONE
+            return [Reconfigured(inp.ok, self._tail)]
+        if st is not ReconfigureState.FINDING_TAIL:
+            return []
+        out: list[ReconfigureOutput] = []
+        for o in self._task.step(inp):
+            if isinstance(o, TailFound):
+                self._tail = o.tail
+                seg = self._chain.tail
+                new_chain = self._chain.append_segment(seg.lsn(o.tail), self._new)
+                self._state = ReconfigureState.CAS
+                out.append(CasChain(self._version, new_chain))
+            elif isinstance(o, Send | SetTimer):
+                out.append(o)
+        return out

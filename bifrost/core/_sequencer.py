@@ -1,0 +1,315 @@
+"""The sequencer core: one per loglet, on the node (and generation) named in its params.
+
+    step(Append | Response | Tick | NodeDead | NodeAlive) -> [Send | Committed | AppendFailed | SetTimer]
+
+Rules (reference §3.2):
+
+* Offsets are assigned densely from 1, in `Append` order; a sequencer only ever starts on an
+  empty loglet (a restarted node has a new generation and never sequences the old loglet).
+* Each batch goes to every member of the nodeset ("flood"). A server is sent batch k only when
+  it reported a local tail past k's first offset (it stored k-1) or k-1 is globally committed:
+  so any write quorum that stored k holds, or did not need, everything before k.
+* A batch commits when a write quorum reports it durable (Stored OK). The known global tail is
+  then raised to its end (never lowered); because of the rule above it covers a fully
+  committed prefix even when quorums complete out of order. Every Store carries the known
+  global tail, which is how log-servers learn it.
+* `Committed` goes out strictly in append order, only for batches below the global tail.
+* Stores that time out, or are refused with a retryable status, are retried per server
+  (`store_timeout_ms`, `retry_backoff_ms`), forever, while the loglet is open.
+* Servers that answer SEALED (or SEALING) are sealed for good. Once sealed servers form an
+  f-majority the sequencer is SEALED: every unacknowledged batch and every later Append fails
+  with `AppendError.SEALED`, and no further `Committed` is ever emitted (the first sealed tail
+  bounds the acknowledgements).
+
+States and transitions (missing entry -> LocalProtocolError, state FAILED):
+
+    state   Append         Response              Tick     NodeDead/NodeAlive
+    OPEN    assign, send   ack/commit/seal ->*   retry    graylist / ungraylist
+    SEALED  AppendFailed   track servers         -        track
+    (*) -> SEALED when sealed servers form an f-majority
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._errors import LocalProtocolError
+from ._io import NodeAlive, NodeDead, Response, Send, SetTimer, Tick, describe_io
+from ._messages import RequestHeader, Status, Store, Stored
+from ._quorum import NodeSetChecker
+from ._types import MAX_OFFSET, LogletParams, NodeId
+
+
+class SequencerState(enum.Enum):
+    OPEN = "open"
+    SEALED = "sealed"
+    FAILED = "failed"
+
+
+class AppendError(enum.Enum):
+    SEALED = "sealed"
+    RECONFIGURATION_NEEDED = "reconfiguration-needed"
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    batch_id: int
+    payloads: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    batch_id: int
+    first_offset: int
+    last_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppendFailed:
+    batch_id: int
+    reason: AppendError
+
+
+SequencerInput = Append | Response | Tick | NodeDead | NodeAlive
+SequencerOutput = Send | Committed | AppendFailed | SetTimer
+
+
+@dataclass(frozen=True, slots=True)
+class SequencerConfig:
+    store_timeout_ms: int = 2000
+    retry_backoff_ms: int = 100
+
+
+def describe_sequencer_output(out: SequencerOutput) -> str:
+    match out:
+        case Committed(batch_id=b, first_offset=f, last_offset=last):
+            return f"committed batch={b} [{f},{last}]"
+        case AppendFailed(batch_id=b, reason=r):
+            return f"append-failed batch={b} {r.value}"
+        case _:
+            return describe_io(out)
+
+
+_RETRYABLE_REFUSALS = (
+    Status.DROPPED,
+    Status.DISABLED,
+    Status.SEQUENCER_MISMATCH,
+    Status.MALFORMED,
+    Status.OUT_OF_BOUNDS,
+)
+
+
+class _Batch:
+    __slots__ = ("acked", "batch_id", "deadline", "first", "last", "payloads", "retry_at")
+
+    def __init__(self, batch_id: int, first: int, payloads: tuple[bytes, ...]) -> None:
+        self.batch_id = batch_id
+        self.first = first
+        self.last = first + len(payloads) - 1
+        self.payloads = payloads
+        self.acked: list[NodeId] = []
+        self.deadline: dict[NodeId, int] = {}  # outstanding store per server
+        self.retry_at: dict[NodeId, int] = {}  # backoff after a refusal
+
+
+class _Server:
+    __slots__ = ("dead", "local_tail", "sealed")
+
+    def __init__(self) -> None:
+        self.local_tail = 1
+        self.sealed = False
+        self.dead = False
+
+
+class Sequencer:
+    def __init__(
+        self, params: LogletParams, config: SequencerConfig | None = None, *, now_ms: int = 0
+    ) -> None:
+        self._params = params
+        self._config = config or SequencerConfig()
+        self._now = now_ms
+        self._state = SequencerState.OPEN
+        self._next_offset = 1
+        self._global_tail = 1
+        self._batches: list[_Batch] = []  # unacknowledged, in offset order
+        self._requests: dict[int, tuple[_Batch, NodeId]] = {}
+        self._next_rid = 1
+        self._servers: dict[NodeId, _Server] = {n: _Server() for n in params.nodeset}
+        self._timer: int | None = None
+        self._out: list[SequencerOutput] = []
+
+    # --- read-only introspection ---
+
+    @property
+    def params(self) -> LogletParams:
+        return self._params
+
+    @property
+    def state(self) -> SequencerState:
+        return self._state
+
+    @property
+    def known_global_tail(self) -> int:
+        return self._global_tail
+
+    @property
+    def next_offset(self) -> int:
+        return self._next_offset
+
+    @property
+    def pending_batches(self) -> int:
+        return len(self._batches)
+
+    # --- the funnel ---
+
+    def step(self, inp: SequencerInput) -> list[SequencerOutput]:
+        handler = _TABLE.get((self._state, type(inp)))
+        if handler is None:
+            prev = self._state
+            self._state = SequencerState.FAILED
+            raise LocalProtocolError(
+                f"sequencer {self._params}: no transition for {type(inp).__name__} in {prev}"
+            )
+        self._out = []
+        handler(self, inp)
+        if self._state is SequencerState.OPEN:
+            self._pump()
+        self._arm_timer()
+        out, self._out = self._out, []
+        return out
+
+    # --- handlers ---
+
+    def _on_append(self, inp: Append) -> None:
+        if not inp.payloads or self._next_offset + len(inp.payloads) - 1 > MAX_OFFSET:
+            self._out.append(AppendFailed(inp.batch_id, AppendError.RECONFIGURATION_NEEDED))
+            return
+        self._batches.append(_Batch(inp.batch_id, self._next_offset, inp.payloads))
+        self._next_offset += len(inp.payloads)
+
+    def _on_append_sealed(self, inp: Append) -> None:
+        self._out.append(AppendFailed(inp.batch_id, AppendError.SEALED))
+
+    def _on_response(self, inp: Response) -> None:
+        entry = self._requests.pop(inp.request_id, None)
+        msg = inp.message
+        if entry is None or not isinstance(msg, Stored):
+            return  # late duplicate, or a reply for a batch already acknowledged
+        batch, node = entry
+        srv = self._servers[node]
+        h = msg.header
+        srv.local_tail = max(srv.local_tail, h.local_tail)
+        batch.deadline.pop(node, None)
+        if h.sealed or h.status in (Status.SEALED, Status.SEALING):
+            srv.sealed = True
+        if h.status is Status.OK:
+            if node not in batch.acked:
+                batch.acked.append(node)
+            if self._state is SequencerState.OPEN:
+                self._maybe_commit(batch)
+        elif h.status in _RETRYABLE_REFUSALS:
+            batch.retry_at[node] = self._now + self._config.retry_backoff_ms
+        if self._state is SequencerState.OPEN:
+            self._check_sealed()
+
+    def _on_tick(self, inp: Tick) -> None:
+        self._now = max(self._now, inp.now_ms)
+
+    def _on_tick_sealed(self, inp: Tick) -> None:
+        self._now = max(self._now, inp.now_ms)
+
+    def _on_node_dead(self, inp: NodeDead) -> None:
+        if inp.node in self._servers:
+            self._servers[inp.node].dead = True
+
+    def _on_node_alive(self, inp: NodeAlive) -> None:
+        srv = self._servers.get(inp.node)
+        if srv is not None and srv.dead:
+            srv.dead = False
+            for b in self._batches:
+                b.retry_at.pop(inp.node, None)
+                b.deadline.pop(inp.node, None)
+
+    # --- internals ---
+
+    def _checker(self) -> NodeSetChecker[bool]:
+        return NodeSetChecker(self._params.nodeset, self._params.replication, False)
+
+    def _maybe_commit(self, batch: _Batch) -> None:
+        chk = self._checker()
+        for n in batch.acked:
+            chk.set_attribute(n, True)
+        if batch.last >= self._global_tail and chk.check_write_quorum(bool):
+            self._global_tail = batch.last + 1
+        while self._batches and self._batches[0].last < self._global_tail:
+            done = self._batches.pop(0)
+            self._forget(done)
+            self._out.append(Committed(done.batch_id, done.first, done.last))
+
+    def _check_sealed(self) -> None:
+        chk = self._checker()
+        for n, s in self._servers.items():
+            chk.set_attribute(n, s.sealed)
+        if chk.check_fmajority(bool).passed:
+            self._state = SequencerState.SEALED
+            for b in self._batches:
+                self._forget(b)
+                self._out.append(AppendFailed(b.batch_id, AppendError.SEALED))
+            self._batches = []
+
+    def _forget(self, batch: _Batch) -> None:
+        for rid in [r for r, (b, _) in self._requests.items() if b is batch]:
+            del self._requests[rid]
+
+    def _pump(self) -> None:
+        now = self._now
+        for b in self._batches:
+            for node in self._params.nodeset:
+                srv = self._servers[node]
+                if srv.dead or srv.sealed or node in b.acked:
+                    continue
+                if b.deadline.get(node, -1) > now or b.retry_at.get(node, -1) > now:
+                    continue
+                if srv.local_tail < b.first and self._global_tail < b.first:
+                    continue  # would leave a hole on that server: wait for k-1
+                rid = self._next_rid
+                self._next_rid += 1
+                self._requests[rid] = (b, node)
+                b.deadline[node] = now + self._config.store_timeout_ms
+                b.retry_at.pop(node, None)
+                store = Store(
+                    RequestHeader(self._params.loglet_id, self._global_tail),
+                    b.first,
+                    self._params.sequencer,
+                    b.payloads,
+                )
+                self._out.append(Send(node, rid, store))
+
+    def _arm_timer(self) -> None:
+        at: int | None = None
+        if self._state is SequencerState.OPEN:
+            for b in self._batches:
+                for t in (*b.deadline.values(), *b.retry_at.values()):
+                    if t > self._now and (at is None or t < at):
+                        at = t
+        if at is not None and at != self._timer:
+            self._out.append(SetTimer(at))
+        self._timer = at
+
+
+_Handler = Callable[[Sequencer, object], None]
+
+_TABLE: dict[tuple[SequencerState, type], _Handler] = {
+    (SequencerState.OPEN, Append): Sequencer._on_append,
+    (SequencerState.OPEN, Response): Sequencer._on_response,
+    (SequencerState.OPEN, Tick): Sequencer._on_tick,
+    (SequencerState.OPEN, NodeDead): Sequencer._on_node_dead,
+    (SequencerState.OPEN, NodeAlive): Sequencer._on_node_alive,
+    (SequencerState.SEALED, Append): Sequencer._on_append_sealed,
+    (SequencerState.SEALED, Response): Sequencer._on_response,
+    (SequencerState.SEALED, Tick): Sequencer._on_tick_sealed,
+    (SequencerState.SEALED, NodeDead): Sequencer._on_node_dead,
+    (SequencerState.SEALED, NodeAlive): Sequencer._on_node_alive,
+}  # type: ignore[dict-item]

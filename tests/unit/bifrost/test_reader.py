@@ -1,0 +1,70 @@
+"""Read-stream core: rotation on holes and failures, never past the known global tail."""
+
+from __future__ import annotations
+
+import random
+
+from bifrost.core import (
+    Deliver,
+    GenerationalNodeId,
+    ReaderState,
+    ReadStream,
+    RequestHeader,
+    Send,
+    SetTail,
+    Store,
+    Tick,
+)
+from tests.unit.bifrost.loopback import Loopback
+
+SEQ = GenerationalNodeId(1, 1)
+LID = 9
+
+
+def put(net: Loopback, node: int, first: int, n: int, gt: int) -> None:
+    payloads = tuple(f"r{o}".encode() for o in range(first, first + n))
+    net.deliver(Send(node, 0, Store(RequestHeader(LID, gt), first, SEQ, payloads)))
+
+
+def run(net: Loopback, rs: ReadStream, steps: int = 500) -> list[int]:
+    got: list[int] = []
+    inbox: list = [Tick(net.now)]
+    for _ in range(steps):
+        if not inbox:
+            net.now += 50
+            inbox.append(Tick(net.now))
+        for o in rs.step(inbox.pop(0)):
+            if isinstance(o, Deliver):
+                assert o.payload == f"r{o.offset}".encode()
+                got.append(o.offset)
+            elif isinstance(o, Send):
+                inbox.extend(net.deliver(o))
+        if rs.state is ReaderState.DONE:
+            break
+    return got
+
+
+def test_reader_rotates_past_a_hole_and_stops_at_the_tail() -> None:
+    net = Loopback([1, 2])
+    put(net, 1, 1, 2, gt=1)  # N1: 1,2 then (jumping over 3..4) 5,6
+    put(net, 1, 5, 2, gt=5)
+    put(net, 2, 1, 6, gt=1)  # N2 has everything 1..6; global tail known: 5
+    put(net, 2, 7, 1, gt=5)
+    rs = ReadStream(LID, (1, 2), random.Random(0), preferred=1)
+    got = run(net, rs, steps=60)
+    assert got == [1, 2, 3, 4], "offsets >= the known global tail (5) are never delivered"
+    assert rs.known_tail == 5
+    rs.step(SetTail(8, final=True))
+    got += run(net, rs)
+    assert got == list(range(1, 8))
+    assert rs.state is ReaderState.DONE
+
+
+def test_reader_survives_an_isolated_preferred_server() -> None:
+    net = Loopback([1, 2, 3])
+    for n in (1, 2, 3):
+        put(net, n, 1, 10, gt=1)
+    net.isolate(1)
+    rs = ReadStream(LID, (1, 2, 3), random.Random(3), preferred=1)
+    rs.step(SetTail(11, final=True))
+    assert run(net, rs) == list(range(1, 11))

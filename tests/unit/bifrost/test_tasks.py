@@ -1,0 +1,146 @@
+"""Seal, find-tail/repair and reconfiguration cores over the in-memory loopback network."""
+
+from __future__ import annotations
+
+import random
+
+from bifrost.core import (
+    CasChain,
+    CasResult,
+    Chain,
+    FindTailTask,
+    GenerationalNodeId,
+    LogletParams,
+    Reconfiguration,
+    Reconfigured,
+    RequestHeader,
+    SealDone,
+    SealTask,
+    Send,
+    Store,
+    TailFound,
+    Tick,
+    TrimDone,
+    TrimTask,
+    loglet_id,
+    select_nodeset,
+)
+from tests.unit.bifrost.loopback import Loopback
+
+SEQ = GenerationalNodeId(1, 1)
+LID = loglet_id(5, 0)
+PARAMS = LogletParams(LID, SEQ, 2, (1, 2, 3))
+
+
+def preload(net: Loopback, node: int, upto: int, gt: int = 1) -> None:
+    """Give `node` records 1..upto-1 as the sequencer would have."""
+    for off in range(1, upto):
+        net.deliver(Send(node, 0, Store(RequestHeader(LID, gt), off, SEQ, (f"r{off}".encode(),))))
+
+
+def holders(net: Loopback, off: int) -> list[int]:
+    return [n for n, d in net.disks.items() if d.records(LID).get(off) == f"r{off}".encode()]
+
+
+def test_seal_completes_on_an_fmajority_despite_an_isolated_node() -> None:
+    net = Loopback([1, 2, 3])
+    preload(net, 1, 4)
+    net.isolate(3)
+    out = net.drive(SealTask(PARAMS), lambda o: isinstance(o, SealDone))
+    assert out[-1] == SealDone(4)
+    assert [net.servers[n].mode(LID).value for n in (1, 2, 3)] == ["sealed", "sealed", "open"]
+
+
+def test_find_tail_repairs_up_to_the_highest_sealed_tail() -> None:
+    net = Loopback([1, 2, 3])
+    preload(net, 1, 6)  # N1 holds 1..5 (3..5 never committed)
+    preload(net, 2, 3)  # N2 holds 1..2
+    preload(net, 3, 3)
+    task = FindTailTask(PARAMS)
+    out = net.drive(task, lambda o: isinstance(o, TailFound))
+    assert out[-1] == TailFound(6)
+    for off in range(1, 6):
+        assert len(holders(net, off)) >= 2, f"offset {off} not on a write quorum"
+
+
+def test_a_later_find_tail_never_reports_a_lower_tail() -> None:
+    net = Loopback([1, 2, 3])
+    preload(net, 1, 6)
+    preload(net, 2, 4)
+    preload(net, 3, 3)
+    net.isolate(1)  # the first run cannot see N1's extra records
+    first = net.drive(FindTailTask(PARAMS), lambda o: isinstance(o, TailFound))[-1]
+    assert first == TailFound(4)
+    net.isolate(1, False)
+    for isolated in (2, 3, None):
+        if isolated:
+            net.isolate(isolated)
+        later = net.drive(FindTailTask(PARAMS), lambda o: isinstance(o, TailFound))[-1]
+        assert isinstance(later, TailFound) and later.tail >= first.tail
+        if isolated:
+            net.isolate(isolated, False)
+
+
+def test_concurrent_find_tails_interleaved_are_safe() -> None:
+    net = Loopback([1, 2, 3])
+    preload(net, 1, 8)
+    preload(net, 2, 3)
+    preload(net, 3, 2)
+    a, b = FindTailTask(PARAMS), FindTailTask(PARAMS)
+    rng = random.Random(7)
+    inbox: dict[int, list] = {0: [], 1: []}
+    inbox[0].append(Tick(0))
+    inbox[1].append(Tick(0))
+    results: dict[int, int] = {}
+    now = 0
+    for _ in range(5000):
+        if len(results) == 2:
+            break
+        which = rng.choice([w for w in (0, 1) if w not in results] or [0])
+        core = (a, b)[which]
+        if not inbox[which]:
+            now += 50
+            inbox[which].append(Tick(now))
+        for o in core.step(inbox[which].pop(0)):
+            if isinstance(o, TailFound):
+                results[which] = o.tail
+            elif isinstance(o, Send):
+                inbox[which].extend(net.deliver(o))
+    assert results == {0: 8, 1: 8}
+    for off in range(1, 8):
+        assert len(holders(net, off)) >= 2
+
+
+def test_reconfiguration_seals_repairs_and_cas_a_new_segment() -> None:
+    net = Loopback([1, 2, 3])
+    preload(net, 1, 4)
+    preload(net, 2, 4)
+    chain = Chain.new(5, PARAMS)
+    me = GenerationalNodeId(2, 3)
+    nodeset = select_nodeset(2, [2, 3], 2, random.Random(1))
+    assert nodeset == (2, 3)
+    core = Reconfiguration(me, chain, 7, nodeset, 2)
+    net.isolate(1)
+    out = net.drive(core, lambda o: isinstance(o, CasChain))
+    cas = out[-1]
+    assert isinstance(cas, CasChain) and cas.expected_version == 7
+    new = cas.chain
+    assert new.tail.base_lsn == 4 and new.tail.params is not None
+    assert new.tail.params.sequencer == me and new.tail.params.loglet_id == loglet_id(5, 1)
+    assert core.step(CasResult(True)) == [Reconfigured(True, 4)]
+
+
+def test_trim_completes_on_a_write_quorum_and_servers_drop_records() -> None:
+    net = Loopback([1, 2, 3])
+    for n in (1, 2, 3):
+        preload(net, n, 6)
+    net.isolate(3)
+    # asked for 100, clipped below the known global tail (5)
+    out = net.drive(TrimTask(PARAMS, 100, known_global_tail=5), lambda o: isinstance(o, TrimDone))
+    assert out[-1] == TrimDone(4)
+    assert sorted(net.disks[1].records(LID)) == [5] and sorted(net.disks[2].records(LID)) == [5]
+    assert sorted(net.disks[3].records(LID)) == [1, 2, 3, 4, 5]
+
+
+def test_trim_with_nothing_committed_is_a_reported_no_op() -> None:
+    assert TrimTask(PARAMS, 10, known_global_tail=1).step(Tick(0)) == [TrimDone(0)]
