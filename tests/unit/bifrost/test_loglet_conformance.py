@@ -8,6 +8,7 @@ from bifrost.loglet import Loglet, Record
 from bifrost.providers.local import LocalLogletStore
 from bifrost.providers.memory import MemoryLoglet
 from tests.unit.bifrost import loglet_conformance as suite
+from tests.unit.bifrost.replicated_env import replicated_env
 
 Check = Callable[[Loglet], Awaitable[None]]
 
@@ -26,7 +27,22 @@ async def run_local(check: Check, tmp_path: Path) -> None:
         await store.close()
 
 
-PROVIDERS = {"memory": run_memory, "local": run_local}
+def run_replicated(nodes: int, replication: int, via: int) -> Callable[[Check, Path], Awaitable[None]]:
+    async def run(check: Check, tmp_path: Path) -> None:
+        async with replicated_env(tmp_path, nodes) as env:
+            await check(env.providers[via].loglet(env.params(1, replication)))
+
+    return run
+
+
+PROVIDERS = {
+    "memory": run_memory,
+    "local": run_local,
+    "replicated-r1": run_replicated(1, 1, via=1),
+    "replicated-r2of3": run_replicated(3, 2, via=1),
+    # Appends and reads through a node that is not the sequencer (remote append).
+    "replicated-r2of3-remote": run_replicated(3, 2, via=2),
+}
 
 
 @pytest.mark.parametrize("check", suite.SUITE, ids=lambda f: f.__name__)

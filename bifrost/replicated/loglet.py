@@ -1,0 +1,231 @@
+"""The replicated loglet as seen from one node: the ``Loglet`` contract over the cores.
+
+Appends go to the sequencer: in-process when this node runs it, else as an ``AppendRequest`` to
+the sequencer's node. Seal and trim run their task cores; reads run a ``ReadStream`` core.
+Known limits: ``find_tail`` of an open loglet asks the sequencer (the only one that knows the
+committed tail without sealing); when the sequencer cannot be reached the loglet reports
+``LogUnavailable`` and the log above it reconfigures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from bifrost.core import (
+    Deliver,
+    DeliverTrimGap,
+    FindTailTask,
+    ReaderState,
+    ReadStream,
+    SetTail,
+    TailFound,
+    TrimDone,
+    TrimTask,
+)
+from bifrost.core._types import LogletParams
+from bifrost.errors import LogletSealed, LogUnavailable
+from bifrost.loglet import LogletEntry, Record, TailState, TrimGap
+from bifrost.replicated.messages import (
+    AppendRequest,
+    AppendResponse,
+    AppendStatus,
+    GetTailRequest,
+    GetTailResponse,
+)
+from bifrost.replicated.runtime import CoreDriver, now_ms
+
+if TYPE_CHECKING:
+    from bifrost.replicated.provider import ReplicatedProvider
+
+# How long a remote append or tail query may take before the sequencer counts as unreachable.
+REMOTE_TIMEOUT_S = 2.0
+# How often a reader on a node without the sequencer asks it for the committed tail.
+REMOTE_TAIL_POLL_S = 0.1
+
+
+class ReplicatedLoglet:
+    def __init__(self, params: LogletParams, provider: ReplicatedProvider) -> None:
+        self.params = params
+        self._provider = provider
+        self._sealed_tail: int | None = None
+        self._sealed_event = asyncio.Event()
+        self._trim_point = 0
+
+    @property
+    def loglet_id(self) -> int:
+        return self.params.loglet_id
+
+    @property
+    def is_local_sequencer(self) -> bool:
+        return self.params.sequencer == self._provider.me
+
+    # --- appends ---
+
+    def enqueue_batch(self, payloads: Sequence[bytes]) -> asyncio.Future[int]:
+        seq = self._provider.sequencer(self.params)
+        if seq is not None:
+            return seq.append(payloads)
+        return asyncio.ensure_future(self._remote_append(tuple(payloads)))
+
+    async def _remote_append(self, payloads: tuple[bytes, ...]) -> int:
+        node = self.params.sequencer.node
+        if self._provider.is_dead(node):
+            raise LogUnavailable(f"sequencer N{node} of loglet {self.loglet_id} is dead")
+        try:
+            resp = await self._provider.network.call(
+                node, AppendRequest(self.params, payloads), REMOTE_TIMEOUT_S
+            )
+        except TimeoutError:
+            raise LogUnavailable(f"sequencer N{node} did not answer within {REMOTE_TIMEOUT_S}s") from None
+        assert isinstance(resp, AppendResponse)
+        if resp.status == AppendStatus.OK:
+            return resp.last_offset
+        if resp.status == AppendStatus.SEALED:
+            raise LogletSealed(resp.known_global_tail)
+        raise LogUnavailable(f"sequencer N{node}: {resp.status} {resp.message}".strip())
+
+    # --- tail ---
+
+    async def find_tail(self) -> TailState:
+        if self._sealed_tail is not None:
+            return TailState(self._sealed_tail, True)
+        seq = self._provider.sequencer(self.params)
+        if seq is not None:
+            if seq.sealed:
+                return TailState(await self._find_sealed_tail(), True)
+            return seq.tail_state
+        node = self.params.sequencer.node
+        try:
+            resp = await self._provider.network.call(node, GetTailRequest(self.params), REMOTE_TIMEOUT_S)
+        except TimeoutError:
+            raise LogUnavailable(f"sequencer N{node} did not answer within {REMOTE_TIMEOUT_S}s") from None
+        assert isinstance(resp, GetTailResponse)
+        if not resp.found:
+            raise LogUnavailable(f"N{node} does not sequence loglet {self.loglet_id} (restarted?)")
+        if resp.sealed:
+            return TailState(await self._find_sealed_tail(), True)
+        return TailState(resp.known_global_tail, False)
+
+    def mark_sealed(self, tail: int) -> None:
+        """The chain says this loglet ended at ``tail`` (exclusive)."""
+        self._sealed_tail = tail
+        self._sealed_event.set()
+
+    # --- control tasks ---
+
+    async def _run_task(self, core: Any, done_type: type) -> Any:
+        result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def on_output(out: Any) -> None:
+            if isinstance(out, done_type) and not result.done():
+                result.set_result(out)
+
+        driver = CoreDriver(core, self._provider.network, on_output)
+        for node in self.params.nodeset:
+            if self._provider.is_dead(node):
+                driver.hint(node, alive=False)
+        driver.kick()
+        try:
+            return await result
+        finally:
+            driver.close()
+
+    async def seal(self) -> None:
+        await self._find_sealed_tail()
+
+    async def _find_sealed_tail(self) -> int:
+        """Seal on an f-majority, repair up to the highest sealed local tail, and remember that
+        tail as this loglet's end. Safe to run anywhere, any number of times."""
+        if self._sealed_tail is None:
+            core = FindTailTask(self.params, now_ms=now_ms(), known_global_tail=self._known_global_tail())
+            found: TailFound = await self._run_task(core, TailFound)
+            if self._sealed_tail is None:
+                self.mark_sealed(found.tail)
+        assert self._sealed_tail is not None
+        return self._sealed_tail
+
+    async def trim(self, offset: int) -> None:
+        tail = await self.find_tail()
+        core = TrimTask(self.params, offset, tail.offset, now_ms=now_ms())
+        done: TrimDone = await self._run_task(core, TrimDone)
+        self._trim_point = max(self._trim_point, done.trim_point)
+
+    async def get_trim_point(self) -> int:
+        return self._trim_point
+
+    def _known_global_tail(self) -> int:
+        seq = self._provider.sequencer(self.params)
+        return seq.tail_state.offset if seq is not None else 1
+
+    # --- reads ---
+
+    async def read(self, from_offset: int) -> AsyncIterator[LogletEntry]:
+        """Records from ``from_offset`` until the loglet's end (sealed tail), or forever while open."""
+        entries: asyncio.Queue[LogletEntry | None] = asyncio.Queue()
+        core = ReadStream(
+            self.loglet_id,
+            self.params.nodeset,
+            random.Random(),
+            from_offset=from_offset,
+            preferred=self._provider.me.node,
+            now_ms=now_ms(),
+        )
+
+        def on_output(out: Any) -> None:
+            if isinstance(out, Deliver):
+                entries.put_nowait(Record(out.offset, out.payload))
+            elif isinstance(out, DeliverTrimGap):
+                entries.put_nowait(TrimGap(out.offset, out.to))
+
+        def after_step() -> None:
+            if core.state is ReaderState.DONE:
+                entries.put_nowait(None)
+
+        driver = CoreDriver(core, self._provider.network, on_output, after_step)
+        watch = asyncio.ensure_future(self._feed_tail(driver))
+        driver.kick()
+        try:
+            while (entry := await entries.get()) is not None:
+                yield entry
+        finally:
+            watch.cancel()
+            driver.close()
+
+    async def _feed_tail(self, driver: CoreDriver) -> None:
+        """Tell the reader the committed tail as this node learns it. Without a local sequencer
+        the reader learns it from the log-servers' replies; the end comes from the chain."""
+        while self._sealed_tail is None:
+            seq = self._provider.sequencer(self.params)
+            if seq is None:
+                await self._poll_remote_tail(driver)
+                break
+            state = seq.tail.state
+            driver.feed(SetTail(state.offset))
+            if state.sealed:
+                # Repair may have moved the sealed tail past what the sequencer committed: only
+                # the chain knows where this loglet ends.
+                await self._sealed_event.wait()
+                break
+            await seq.tail.wait_for_change(state)
+        if self._sealed_tail is not None:
+            driver.feed(SetTail(self._sealed_tail, final=True))
+
+    async def _poll_remote_tail(self, driver: CoreDriver) -> None:
+        """Log-servers learn the global tail only from the next store, so the last batch would
+        stay unreadable here until another append: ask the sequencer now and then instead."""
+        while self._sealed_tail is None:
+            try:
+                tail = await self.find_tail()
+            except LogUnavailable:
+                tail = None
+            if tail is not None and not tail.sealed:
+                driver.feed(SetTail(tail.offset))
+            if tail is not None and tail.sealed:
+                return  # find_tail marked the loglet sealed
+            try:
+                await asyncio.wait_for(self._sealed_event.wait(), REMOTE_TAIL_POLL_S)
+            except TimeoutError:
+                pass

@@ -1,0 +1,126 @@
+"""Everything the replicated loglet needs on one node: the data-port network, this node's
+log-server, the sequencers this node runs, and the loglets it has opened.
+
+A sequencer runs only on the node named in the loglet's params *with that exact generation*;
+a restarted node (new generation) never sequences its old loglets again: they get sealed and
+replaced by reconfiguration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bifrost.core import RequestMessage
+from bifrost.core._types import GenerationalNodeId, LogletParams
+from bifrost.errors import LogletSealed
+from bifrost.replicated.log_server import LogServerService
+from bifrost.replicated.loglet import ReplicatedLoglet
+from bifrost.replicated.messages import (
+    AppendRequest,
+    AppendResponse,
+    AppendStatus,
+    GetTailRequest,
+    GetTailResponse,
+)
+from bifrost.replicated.runtime import Network
+from bifrost.replicated.sequencer import SequencerService
+
+log = logging.getLogger(__name__)
+
+_LOG_SERVER_REQUESTS = RequestMessage.__args__  # type: ignore[attr-defined]
+
+
+class ReplicatedProvider:
+    def __init__(
+        self,
+        me: GenerationalNodeId,
+        network: Network,
+        log_server: LogServerService | None,
+        is_dead: Callable[[int], bool] = lambda node: False,
+        on_other_request: Callable[[Callable[[int, Any], None], int, Any], None] | None = None,
+    ) -> None:
+        self.me = me
+        self.network = network
+        self._log_server = log_server
+        self.is_dead = is_dead
+        self._on_other_request = on_other_request
+        self._sequencers: dict[int, SequencerService] = {}
+        self._loglets: dict[int, ReplicatedLoglet] = {}
+
+    def loglet(self, params: LogletParams) -> ReplicatedLoglet:
+        loglet = self._loglets.get(params.loglet_id)
+        if loglet is None or loglet.params != params:
+            loglet = self._loglets[params.loglet_id] = ReplicatedLoglet(params, self)
+        return loglet
+
+    def sequencer(self, params: LogletParams) -> SequencerService | None:
+        """This node's sequencer for the loglet, started on first use; None if not ours."""
+        if params.sequencer != self.me:
+            return None
+        seq = self._sequencers.get(params.loglet_id)
+        if seq is None:
+            seq = self._sequencers[params.loglet_id] = SequencerService(params, self.network)
+            for node in params.nodeset:
+                if self.is_dead(node):
+                    seq.hint(node, alive=False)
+        return seq
+
+    def node_liveness_changed(self, node: int, alive: bool) -> None:
+        for seq in self._sequencers.values():
+            if node in seq.params.nodeset:
+                seq.hint(node, alive)
+
+    def drop_sequencer(self, loglet_id: int) -> None:
+        seq = self._sequencers.pop(loglet_id, None)
+        if seq is not None:
+            seq.close()
+
+    @property
+    def sequencers(self) -> dict[int, SequencerService]:
+        return self._sequencers
+
+    # --- requests from the network ---
+
+    def handle_request(self, reply: Callable[[int, Any], None], request_id: int, message: Any) -> None:
+        if isinstance(message, _LOG_SERVER_REQUESTS):
+            if self._log_server is not None:
+                self._log_server.handle(reply, request_id, message)
+        elif isinstance(message, AppendRequest):
+            self._remote_append(reply, request_id, message)
+        elif isinstance(message, GetTailRequest):
+            # A sequencer that was never started here has an empty loglet: starting it is exact.
+            seq = self.sequencer(message.params)
+            if seq is None:
+                reply(request_id, GetTailResponse(found=False))
+            else:
+                state = seq.tail_state
+                reply(request_id, GetTailResponse(True, state.offset, state.sealed))
+        elif self._on_other_request is not None:
+            self._on_other_request(reply, request_id, message)
+
+    def _remote_append(self, reply: Callable[[int, Any], None], request_id: int, req: AppendRequest) -> None:
+        seq = self.sequencer(req.params)
+        if seq is None:
+            reply(
+                request_id,
+                AppendResponse(AppendStatus.NOT_SEQUENCER, message=f"{self.me} does not sequence it"),
+            )
+            return
+        fut = seq.append(req.payloads)
+
+        def done(f: Any) -> None:
+            exc = f.exception()
+            if exc is None:
+                reply(request_id, AppendResponse(AppendStatus.OK, f.result(), seq.tail_state.offset))
+            elif isinstance(exc, LogletSealed):
+                reply(request_id, AppendResponse(AppendStatus.SEALED, known_global_tail=exc.tail))
+            else:
+                reply(request_id, AppendResponse(AppendStatus.UNAVAILABLE, message=str(exc)))
+
+        fut.add_done_callback(done)
+
+    async def close(self) -> None:
+        for loglet_id in list(self._sequencers):
+            self.drop_sequencer(loglet_id)

@@ -1,0 +1,194 @@
+"""Shell plumbing shared by every networked core: the clock, the network and a core driver.
+
+A core speaks ``Send``/``SetTimer`` and takes ``Response``/``Tick``; :class:`Network` carries the
+sends to log-servers (or straight to this node's own log-server, without a socket) and routes
+each reply back to the core that asked, under the core's own request id. :class:`CoreDriver`
+feeds one core, executes its ``Send``/``SetTimer`` outputs and hands every other output to the
+owner. I/O failures become inputs: a lost connection is simply a reply that never comes, and the
+core's own timeouts decide what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from bifrost.core import NodeAlive, NodeDead, Response, Send, SetTimer, Tick
+from bifrost.net.messaging import Codec, MessageServer, Peers
+
+log = logging.getLogger(__name__)
+
+# Replies that never came are forgotten after this long (their cores timed out long before).
+_ROUTE_TTL_S = 60.0
+
+
+def now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+class Core(Protocol):
+    def step(self, inp: Any) -> list[Any]: ...
+
+
+# Handles a request that arrived from a peer (or from this node): reply(request_id, message).
+RequestHandler = Callable[[Callable[[int, Any], None], int, Any], None]
+
+
+class Network:
+    def __init__(
+        self,
+        me: int,
+        codec: Codec,
+        address_of: Callable[[int], tuple[str, int] | None],
+        on_request: RequestHandler,
+    ) -> None:
+        self.me = me
+        self._on_request = on_request
+        self._server = MessageServer(codec, on_request)
+        self._peers = Peers(codec, address_of, self._on_reply, self._on_down)
+        self._wire_ids = itertools.count(1)
+        # wire id -> (where the reply goes, the asker's request id, peer, sent at)
+        self._routes: dict[int, tuple[Callable[[Response], None], int, int, float]] = {}
+        self._prune_handle: asyncio.TimerHandle | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self._schedule_prune()
+        return await self._server.start(host, port)
+
+    async def close(self) -> None:
+        if self._prune_handle:
+            self._prune_handle.cancel()
+        await self._peers.close()
+        await self._server.close()
+
+    def send(self, deliver: Callable[[Response], None], send: Send) -> None:
+        """Send ``send.message``; its reply comes back to ``deliver`` as a Response, or never."""
+        wire = next(self._wire_ids)
+        self._routes[wire] = (deliver, send.request_id, send.to, time.monotonic())
+        if send.to == self.me:
+            # Our own log-server: no socket, but still asynchronous, as a peer would be.
+            asyncio.get_running_loop().call_soon(
+                self._on_request, lambda rid, msg: self._on_reply(self.me, rid, msg), wire, send.message
+            )
+        else:
+            self._peers.send(send.to, wire, send.message)
+
+    async def call(self, node: int, message: Any, timeout_s: float) -> Any:
+        """One request, one reply: raises TimeoutError when none comes in time."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def deliver(resp: Response) -> None:
+            if not fut.done():
+                fut.set_result(resp.message)
+
+        self.send(deliver, Send(node, 0, message))
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        finally:
+            self.forget(deliver)
+
+    def forget(self, deliver: Callable[[Response], None]) -> None:
+        for wire in [w for w, route in self._routes.items() if route[0] == deliver]:
+            del self._routes[wire]
+
+    def _on_reply(self, node: int, wire: int, message: Any) -> None:
+        route = self._routes.pop(wire, None)
+        if route is None or route[2] != node:
+            return  # a reply for a request its core has given up on
+        deliver, request_id, _, _ = route
+        deliver(Response(node, request_id, message))
+
+    def _on_down(self, node: int) -> None:
+        for wire in [w for w, route in self._routes.items() if route[2] == node]:
+            del self._routes[wire]
+
+    def _schedule_prune(self) -> None:
+        self._prune_handle = asyncio.get_running_loop().call_later(_ROUTE_TTL_S, self._prune)
+
+    def _prune(self) -> None:
+        cutoff = time.monotonic() - _ROUTE_TTL_S
+        for wire in [w for w, route in self._routes.items() if route[3] < cutoff]:
+            del self._routes[wire]
+        self._schedule_prune()
+
+
+class CoreDriver:
+    """Feeds one core; executes ``Send`` and ``SetTimer``; passes other outputs to ``on_output``."""
+
+    def __init__(
+        self,
+        core: Core,
+        network: Network,
+        on_output: Callable[[Any], None],
+        after_step: Callable[[], None] | None = None,
+    ) -> None:
+        self.core = core
+        self._network = network
+        self._on_output = on_output
+        self._after_step = after_step
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_tick = -1
+        self._closed = False
+        self._feeding = False
+        self._queue: list[Any] = []
+
+    def feed(self, inp: Any) -> None:
+        """Step the core with ``inp`` (after a Tick, so its clock is current) and execute outputs."""
+        if self._closed:
+            return
+        self._queue.append(inp)
+        if self._feeding:
+            return  # an output handler fed us re-entrantly: the outer loop will get to it
+        self._feeding = True
+        try:
+            while self._queue and not self._closed:
+                nxt = self._queue.pop(0)
+                now = now_ms()
+                if now != self._last_tick and not isinstance(nxt, Tick):
+                    self._last_tick = now
+                    self._execute(self.core.step(Tick(now)))
+                self._execute(self.core.step(nxt))
+                if self._after_step is not None:
+                    self._after_step()
+        finally:
+            self._feeding = False
+
+    def kick(self) -> None:
+        """Step the core with the current time (cores send their first requests on a Tick)."""
+        now = now_ms()
+        self._last_tick = now
+        self.feed(Tick(now))
+
+    def hint(self, node: int, alive: bool) -> None:
+        self.feed(NodeAlive(node) if alive else NodeDead(node))
+
+    def _execute(self, outputs: list[Any]) -> None:
+        for out in outputs:
+            if isinstance(out, Send):
+                self._network.send(self.feed, out)
+            elif isinstance(out, SetTimer):
+                self._set_timer(out.at_ms)
+            else:
+                self._on_output(out)
+
+    def _set_timer(self, at_ms: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = max(0.0, (at_ms - now_ms()) / 1000)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = now_ms()
+        self._last_tick = now
+        self.feed(Tick(now))
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._network.forget(self.feed)
