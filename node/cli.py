@@ -65,6 +65,7 @@ _SERVER_FLAGS: dict[str, tuple[str, ...]] = {
     "node_port": ("ports", "node"),
     "etcd_client_port": ("ports", "etcd_client"),
     "etcd_peer_port": ("ports", "etcd_peer"),
+    "data_port": ("ports", "data"),
     "metadata_backend": ("metadata", "backend"),
 }
 
@@ -293,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--cluster-name", dest="cluster_name")
     srv.add_argument("--address", help="host this node binds and advertises")
     srv.add_argument("--roles", help="comma-separated roles")
-    for name in ("ingress", "admin", "node", "etcd-client", "etcd-peer"):
+    for name in ("ingress", "admin", "node", "etcd-client", "etcd-peer", "data"):
         srv.add_argument(f"--{name}-port", dest=f"{name.replace('-', '_')}_port", type=_port)
     srv.add_argument("--metadata-backend", dest="metadata_backend", help="local or etcd")
     srv.add_argument("--print-config", action="store_true", help="print the effective config and exit")

@@ -246,7 +246,7 @@ def _check_consistency(cfg: NodeConfig) -> None:
 
 
 def _ports_in_use_by(cfg: NodeConfig) -> list[str]:
-    names = ["node", "admin", "ingress"]
+    names = ["node", "admin", "ingress", "data"]
     if cfg.runs_etcd_member():
         names += ["etcd_client", "etcd_peer"]
     return names

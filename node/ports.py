@@ -14,6 +14,8 @@ DEFAULT_ADMIN_PORT = 9070
 DEFAULT_NODE_PORT = 5122
 DEFAULT_ETCD_CLIENT_PORT = 2379
 DEFAULT_ETCD_PEER_PORT = 2380
+# The log's data path between nodes (framed TCP, see bifrost/net/framing.py).
+DEFAULT_DATA_PORT = 5123
 
 # 10 keeps the etcd client and peer ports of neighbouring nodes apart (2379/2380, 2389/2390, ...).
 NODE_PORT_STRIDE = 10
@@ -28,6 +30,7 @@ class Ports:
     node: int = DEFAULT_NODE_PORT
     etcd_client: int = DEFAULT_ETCD_CLIENT_PORT
     etcd_peer: int = DEFAULT_ETCD_PEER_PORT
+    data: int = DEFAULT_DATA_PORT
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -56,8 +59,7 @@ def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
 
 
 def free_node_ports(host: str = LOOPBACK) -> Ports:
-    ingress, admin, node, etcd_client, etcd_peer = free_ports(5, host)
-    return Ports(ingress, admin, node, etcd_client, etcd_peer)
+    return Ports(*free_ports(len(Ports().as_dict()), host))
 
 
 def port_in_use(port: int, host: str = LOOPBACK) -> bool:

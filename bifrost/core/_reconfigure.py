@@ -111,7 +111,8 @@ class Reconfiguration:
 
     def step(self, inp: ReconfigureInput) -> list[ReconfigureOutput]:
         st = self._state
-        if st is ReconfigureState.FAILED or (isinstance(inp, CasResult) != (st is ReconfigureState.CAS)):
+        # Ticks, hints and late replies are harmless after the tail is found: they are ignored.
+        if st is ReconfigureState.FAILED or (isinstance(inp, CasResult) and st is not ReconfigureState.CAS):
             self._state = ReconfigureState.FAILED
             raise LocalProtocolError(f"reconfiguration: no transition for {type(inp).__name__} in {st}")
         if isinstance(inp, CasResult):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    node: str
+    node: int
     generation: int
     now_ms: int
 
@@ -28,12 +28,12 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Dead:
-    node: str
+    node: int
 
 
 @dataclass(frozen=True, slots=True)
 class Alive:
-    node: str
+    node: int
     generation: int
 
 
@@ -46,18 +46,18 @@ class _Peer:
 
 
 class FailureDetector:
-    def __init__(self, peers: list[str], now_ms: int, timeout_ms: int = 1500, suspect_ms: int = 3000) -> None:
+    def __init__(self, peers: list[int], now_ms: int, timeout_ms: int = 1500, suspect_ms: int = 3000) -> None:
         # Peers start alive with a grace period of one timeout, like a node that just heard them.
         self._peers = {p: _Peer(0, now_ms, True) for p in sorted(peers)}
         self._timeout = timeout_ms
         self._suspect = suspect_ms
 
-    def is_alive(self, node: str) -> bool:
+    def is_alive(self, node: int) -> bool:
         peer = self._peers.get(node)
         return peer is not None and peer.alive
 
     @property
-    def alive(self) -> list[str]:
+    def alive(self) -> list[int]:
         return [n for n, p in self._peers.items() if p.alive]
 
     def step(self, inp: Heartbeat | Tick) -> list[Alive | Dead]:

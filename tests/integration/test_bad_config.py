@@ -10,8 +10,17 @@ from tests.support.procs import clean_env, run_cli
 
 
 def port_flags() -> list[str]:
-    ingress, admin, node = free_ports(3)
-    return ["--ingress-port", str(ingress), "--admin-port", str(admin), "--node-port", str(node)]
+    ingress, admin, node, data = free_ports(4)
+    return [
+        "--ingress-port",
+        str(ingress),
+        "--admin-port",
+        str(admin),
+        "--node-port",
+        str(node),
+        "--data-port",
+        str(data),
+    ]
 
 
 def assert_refused(result, needle: str, base_dir: Path) -> None:

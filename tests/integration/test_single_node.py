@@ -33,10 +33,13 @@ def stop_node(proc) -> None:
 
 
 def test_single_node_defaults_restart_and_metadata(procs: Procs, tmp_path: Path) -> None:
-    ingress, admin, node = free_ports(3)
+    ingress, admin, node, data = free_ports(4)
     # No flags: ports come from the environment only because two test runs may share a machine.
     env = clean_env(
-        DURASTATE_PORTS_INGRESS=str(ingress), DURASTATE_PORTS_ADMIN=str(admin), DURASTATE_PORTS_NODE=str(node)
+        DURASTATE_PORTS_INGRESS=str(ingress),
+        DURASTATE_PORTS_ADMIN=str(admin),
+        DURASTATE_PORTS_NODE=str(node),
+        DURASTATE_PORTS_DATA=str(data),
     )
     address = f"127.0.0.1:{node}"
 

@@ -1,9 +1,10 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from node.config import ConfigError, NodeConfig, build, load, preflight, read_file
-from node.ports import Ports, free_ports
+from node.ports import Ports, free_node_ports
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -16,7 +17,7 @@ def test_defaults_are_a_single_node() -> None:
     cfg = load(None, {}, {})
     assert cfg == NodeConfig()
     assert cfg.metadata.backend == "local"
-    assert cfg.ports == Ports(8080, 9070, 5122, 2379, 2380)
+    assert cfg.ports == Ports(8080, 9070, 5122, 2379, 2380, 5123)
 
 
 def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
@@ -98,9 +99,9 @@ def test_preflight_rejects_a_file_as_base_dir(tmp_path: Path) -> None:
     f = tmp_path / "file"
     f.write_text("")
     with pytest.raises(ConfigError, match="not a directory"):
-        preflight(NodeConfig(base_dir=f, ports=Ports(*free_ports(5))))
+        preflight(NodeConfig(base_dir=f, ports=free_node_ports()))
     with pytest.raises(ConfigError, match="cannot be created"):
-        preflight(NodeConfig(base_dir=f / "sub", ports=Ports(*free_ports(5))))
+        preflight(NodeConfig(base_dir=f / "sub", ports=free_node_ports()))
 
 
 def test_preflight_rejects_a_port_in_use(tmp_path: Path) -> None:
@@ -110,8 +111,8 @@ def test_preflight_rejects_a_port_in_use(tmp_path: Path) -> None:
     s.bind(("127.0.0.1", 0))
     s.listen()
     try:
-        ports = Ports(*free_ports(5))
-        busy = Ports(ports.ingress, s.getsockname()[1], ports.node, ports.etcd_client, ports.etcd_peer)
+        ports = free_node_ports()
+        busy = replace(ports, admin=s.getsockname()[1])
         with pytest.raises(ConfigError, match=f"ports.admin = {busy.admin} is already in use"):
             preflight(NodeConfig(base_dir=tmp_path / "d", ports=busy))
     finally:

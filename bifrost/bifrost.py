@@ -1,0 +1,416 @@
+"""Bifrost: the virtual log. Each log is a chain of segments (loglets) kept in the metadata store.
+
+LSNs start at 1 and are dense across segments: a record at offset ``o`` of a segment based at
+``b`` has LSN ``b + o - 1``; a new segment starts at the sealed tail of the one before.
+
+**Appends are at-least-once across reconfiguration.** When an append meets a sealed segment it
+waits for the next segment and appends the same batch again; the sealed segment may still hold
+that batch (repair keeps everything an f-majority stored), so a reader can see it twice, at two
+LSNs. ``reappends`` counts the records appended again. Within one segment nothing is duplicated.
+
+Reconfiguration: when the tail segment's sequencer is dead (failure detector, or it is an
+earlier incarnation of this node), an appender seals it, finds its sealed tail (repairing it
+onto a write quorum), and writes a new segment with itself as sequencer by compare-and-set on
+the chain; concurrent reconfigurers race and the losers adopt the winner's chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bifrost.chain_store import LogsConfig, cas_chain, chain_key, load_chain, load_logs_config
+from bifrost.core import (
+    CasChain,
+    CasResult,
+    Chain,
+    Reconfiguration,
+    Reconfigured,
+    Segment,
+    select_nodeset,
+)
+from bifrost.core._types import LogletParams, loglet_id
+from bifrost.errors import InvalidLsn, LogletSealed, LogUnavailable, RecordTooLarge, UnknownLog
+from bifrost.loglet import Record, TrimGap
+from bifrost.replicated.provider import ReplicatedProvider
+from bifrost.replicated.runtime import CoreDriver, now_ms
+from metadata import MetadataStore, MetadataUnavailable, PreconditionFailed, UnknownOutcome
+from metadata.records import decode
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
+# An append keeps retrying (reconfiguring when it must) for this long before giving up.
+APPEND_DEADLINE_S = 30.0
+_RETRY_MIN_S = 0.01
+_RETRY_MAX_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    lsn: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogTrimGap:
+    """LSNs ``[from_lsn, to_lsn]`` were trimmed."""
+
+    from_lsn: int
+    to_lsn: int
+
+
+LogEntry = LogRecord | LogTrimGap
+
+
+@dataclass(slots=True)
+class BifrostStats:
+    appended_records: int = 0
+    reappended_records: int = 0
+    reconfigurations: int = 0
+
+
+class Bifrost:
+    def __init__(
+        self,
+        store: MetadataStore,
+        provider: ReplicatedProvider,
+        live_nodes: Callable[[], list[int]],
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._provider = provider
+        self._live_nodes = live_nodes
+        self._max_record_bytes = max_record_bytes
+        self._rng = rng or random.Random()
+        self._config: LogsConfig | None = None
+        self._chains: dict[int, tuple[Chain | None, int | None]] = {}
+        self._chain_changed: dict[int, asyncio.Event] = {}
+        self._watchers: dict[int, asyncio.Task[None]] = {}
+        self._reconfig_locks: dict[int, asyncio.Lock] = {}
+        self.stats = BifrostStats()
+
+    @property
+    def me(self) -> int:
+        return self._provider.me.node
+
+    async def close(self) -> None:
+        for task in self._watchers.values():
+            task.cancel()
+        await asyncio.gather(*self._watchers.values(), return_exceptions=True)
+        self._watchers.clear()
+
+    # --- configuration and chains ---
+
+    async def logs_config(self) -> LogsConfig:
+        if self._config is None:
+            self._config = await load_logs_config(self._store)
+            if self._config is None:
+                raise LogUnavailable("no logs are provisioned in this cluster yet")
+        return self._config
+
+    async def _check_log(self, log_id: int) -> LogsConfig:
+        config = await self.logs_config()
+        if log_id not in config.log_ids:
+            raise UnknownLog(log_id)
+        return config
+
+    async def chain(self, log_id: int, refresh: bool = False) -> tuple[Chain | None, int | None]:
+        await self._check_log(log_id)
+        self._ensure_watch(log_id)
+        if refresh or log_id not in self._chains:
+            self._adopt(log_id, *await load_chain(self._store, log_id))
+        return self._chains[log_id]
+
+    def _adopt(self, log_id: int, chain: Chain | None, version: int | None) -> None:
+        current = self._chains.get(log_id)
+        if current is not None and current[1] is not None and (version is None or version < current[1]):
+            return  # never go back to an older chain
+        self._chains[log_id] = (chain, version)
+        if chain is not None:
+            # Every segment but the tail has a known end: its loglet is sealed there.
+            for seg, nxt in zip(chain.segments, chain.segments[1:], strict=False):
+                if seg.params is not None:
+                    self._provider.loglet(seg.params).mark_sealed(seg.offset(nxt.base_lsn))
+        event = self._chain_changed.pop(log_id, None)
+        if event is not None:
+            event.set()
+
+    def _ensure_watch(self, log_id: int) -> None:
+        if log_id not in self._watchers:
+            self._watchers[log_id] = asyncio.ensure_future(self._watch_chain(log_id))
+
+    async def _watch_chain(self, log_id: int) -> None:
+        """Follow chain changes made by other nodes (readers learn where segments end)."""
+        while True:
+            try:
+                async for found in self._store.watch(chain_key(log_id)):
+                    if found is not None:
+                        self._adopt(log_id, decode(Chain, found.value), found.version)
+            except (MetadataUnavailable, UnknownOutcome) as e:
+                log.info("chain watch interrupted", extra={"log": log_id, "error": str(e)})
+                await asyncio.sleep(0.5)
+
+    async def _wait_chain_change(self, log_id: int, version: int | None, timeout_s: float) -> None:
+        if self._chains.get(log_id, (None, None))[1] != version:
+            return
+        event = self._chain_changed.setdefault(log_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s)
+        except TimeoutError:
+            self._adopt(log_id, *await load_chain(self._store, log_id))
+
+    # --- appends ---
+
+    async def append(self, log_id: int, records: Sequence[bytes]) -> int:
+        """Append a batch; return the LSN of its first record once the whole batch is committed."""
+        if not records:
+            raise ValueError("an append needs at least one record")
+        for r in records:
+            if len(r) > self._max_record_bytes:
+                raise RecordTooLarge(len(r), self._max_record_bytes)
+        await self._check_log(log_id)
+        deadline = asyncio.get_running_loop().time() + APPEND_DEADLINE_S
+        delay = _RETRY_MIN_S
+        attempts = 0
+        while True:
+            chain, version = await self.chain(log_id)
+            if chain is None:
+                await self._create_first_segment(log_id)
+                continue
+            seg = chain.tail
+            if seg.params is None:
+                raise LogUnavailable(
+                    f"log {log_id} is sealed at LSN {seg.base_lsn}; reconfigure it to append"
+                )
+            loglet = self._provider.loglet(seg.params)
+            try:
+                last = await loglet.enqueue_batch(records)
+            except LogletSealed:
+                self.stats.reappended_records += len(records) if attempts == 0 else 0
+                attempts += 1
+                await self._after_sealed(log_id, chain, version)
+                continue
+            except LogUnavailable as e:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                if self._sequencer_is_gone(seg.params):
+                    self.stats.reappended_records += len(records) if attempts == 0 else 0
+                    attempts += 1
+                    await self.reconfigure(log_id, expected_version=version)
+                else:
+                    log.info("append retry", extra={"log": log_id, "error": str(e)})
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _RETRY_MAX_S)
+                continue
+            self.stats.appended_records += len(records)
+            return seg.lsn(last - len(records) + 1)
+
+    def _sequencer_is_gone(self, params: LogletParams) -> bool:
+        seq = params.sequencer
+        if seq.node == self.me:
+            return seq != self._provider.me  # an earlier incarnation of this node
+        return self._provider.is_dead(seq.node)
+
+    async def _after_sealed(self, log_id: int, chain: Chain, version: int | None) -> None:
+        """The tail loglet is sealed: wait for the next segment, or make it ourselves."""
+        await self._wait_chain_change(log_id, version, timeout_s=1.0)
+        if self._chains[log_id][1] == version:
+            await self.reconfigure(log_id, expected_version=version)
+
+    async def _create_first_segment(self, log_id: int) -> None:
+        config = await self.logs_config()
+        nodeset = self._nodeset(config)
+        params = LogletParams(loglet_id(log_id, 0), self._provider.me, config.replication, nodeset)
+        try:
+            version = await cas_chain(self._store, Chain.new(log_id, params), None)
+            self._adopt(log_id, Chain.new(log_id, params), version)
+            log.info("log created", extra={"log": log_id, "nodeset": nodeset})
+        except PreconditionFailed:
+            await self.chain(log_id, refresh=True)
+
+    def _nodeset(self, config: LogsConfig) -> tuple[int, ...]:
+        live = sorted(set(self._live_nodes()) | {self.me})
+        nodeset = select_nodeset(self.me, live, config.replication, self._rng, target=config.nodeset_size)
+        if nodeset is None:
+            raise LogUnavailable(
+                f"only {len(live)} live log-servers, replication {config.replication} needs more"
+            )
+        return nodeset
+
+    # --- reconfiguration ---
+
+    async def reconfigure(self, log_id: int, expected_version: int | None = None) -> Chain:
+        """Seal the tail segment and start a new one sequenced by this node.
+
+        With ``expected_version``, do nothing if the chain already moved past that version
+        (someone else reconfigured): the caller just retries on the newer chain.
+        """
+        lock = self._reconfig_locks.setdefault(log_id, asyncio.Lock())
+        async with lock:
+            chain, version = await self.chain(log_id, refresh=True)
+            if expected_version is not None and version != expected_version:
+                assert chain is not None
+                return chain
+            if chain is None:
+                await self._create_first_segment(log_id)
+                chain, _ = self._chains[log_id]
+                assert chain is not None
+                return chain
+            config = await self.logs_config()
+            nodeset = self._nodeset(config)
+            assert version is not None
+            if chain.tail.params is None:
+                new_chain = chain.append_segment(
+                    chain.tail.base_lsn,
+                    LogletParams(chain.next_loglet_id(), self._provider.me, config.replication, nodeset),
+                )
+                await self._cas(log_id, new_chain, version)
+                return self._chains[log_id][0] or new_chain
+            result = await self._run_reconfiguration(log_id, chain, version, nodeset, config.replication)
+            self.stats.reconfigurations += 1 if result.won else 0
+            log.info(
+                "reconfigured",
+                extra={"log": log_id, "won": result.won, "sealed_tail": result.sealed_tail},
+            )
+            final, _ = await self.chain(log_id, refresh=True)
+            assert final is not None
+            return final
+
+    async def _cas(self, log_id: int, chain: Chain, version: int) -> bool:
+        try:
+            new_version = await cas_chain(self._store, chain, version)
+        except PreconditionFailed:
+            await self.chain(log_id, refresh=True)
+            return False
+        self._adopt(log_id, chain, new_version)
+        return True
+
+    async def _run_reconfiguration(
+        self, log_id: int, chain: Chain, version: int, nodeset: tuple[int, ...], replication: int
+    ) -> Reconfigured:
+        tail_params = chain.tail.params
+        assert tail_params is not None
+        old = self._provider.sequencer(tail_params)
+        known = old.tail_state.offset if old is not None else 1
+        core = Reconfiguration(
+            self._provider.me, chain, version, nodeset, replication, now_ms=now_ms(), known_global_tail=known
+        )
+        done: asyncio.Future[Reconfigured] = asyncio.get_running_loop().create_future()
+
+        def on_output(out: Any) -> None:
+            if isinstance(out, CasChain):
+                asyncio.ensure_future(cas(out))
+            elif isinstance(out, Reconfigured) and not done.done():
+                done.set_result(out)
+
+        async def cas(out: CasChain) -> None:
+            ok = await self._cas(log_id, out.chain, out.expected_version)
+            driver.feed(CasResult(ok))
+
+        driver = CoreDriver(core, self._provider.network, on_output)
+        for node in tail_params.nodeset:
+            if self._provider.is_dead(node):
+                driver.hint(node, alive=False)
+        driver.kick()
+        try:
+            return await done
+        finally:
+            driver.close()
+
+    # --- tail, trim, seal ---
+
+    async def find_tail(self, log_id: int) -> tuple[int, bool]:
+        """(next LSN to be written, whether the log is sealed)."""
+        chain, _ = await self.chain(log_id)
+        if chain is None:
+            return 1, False
+        seg = chain.tail
+        if seg.params is None:
+            return seg.base_lsn, True
+        tail = await self._provider.loglet(seg.params).find_tail()
+        return seg.lsn(tail.offset), False
+
+    async def trim(self, log_id: int, up_to_lsn: int) -> None:
+        """Drop records up to and including ``up_to_lsn`` (which must be below the tail)."""
+        if up_to_lsn < 1:
+            raise InvalidLsn(f"trim point must be >= 1, got {up_to_lsn}")
+        tail, _ = await self.find_tail(log_id)
+        if up_to_lsn >= tail:
+            raise InvalidLsn(f"cannot trim log {log_id} up to {up_to_lsn}: its tail is {tail}")
+        chain, version = await self.chain(log_id)
+        assert chain is not None and version is not None
+        for seg, end in _segments_with_end(chain):
+            if seg.params is None or seg.base_lsn > up_to_lsn:
+                continue
+            last = up_to_lsn if end is None else min(up_to_lsn, end - 1)
+            if last >= seg.base_lsn:
+                await self._provider.loglet(seg.params).trim(seg.offset(last))
+        trimmed = chain.trim_prefix(up_to_lsn)
+        if trimmed != chain:
+            await self._cas(log_id, trimmed, version)
+
+    async def seal(self, log_id: int) -> int:
+        """Seal the log: no append succeeds until ``reconfigure``. Returns the sealed tail LSN."""
+        while True:
+            chain, version = await self.chain(log_id, refresh=True)
+            if chain is None:
+                raise LogUnavailable(f"log {log_id} has no segment yet")
+            seg = chain.tail
+            if seg.params is None:
+                return seg.base_lsn
+            loglet = self._provider.loglet(seg.params)
+            await loglet.seal()
+            tail = await loglet.find_tail()
+            assert version is not None
+            if await self._cas(log_id, chain.seal(seg.lsn(tail.offset)), version):
+                return seg.lsn(tail.offset)
+
+    # --- reads ---
+
+    async def read(self, log_id: int, from_lsn: int, to_lsn: int | None = None) -> AsyncIterator[LogEntry]:
+        """Records from ``from_lsn`` in LSN order, across segments, with trim gaps; up to and
+        including ``to_lsn`` if given, else following the tail forever."""
+        if from_lsn < 1:
+            raise InvalidLsn(f"LSNs start at 1, got {from_lsn}")
+        lsn = from_lsn
+        while to_lsn is None or lsn <= to_lsn:
+            chain, version = await self.chain(log_id)
+            if chain is None:
+                await self._wait_chain_change(log_id, version, timeout_s=1.0)
+                continue
+            head = chain.segments[0].base_lsn
+            if lsn < head:
+                yield LogTrimGap(lsn, head - 1)
+                lsn = head
+                continue
+            seg = chain.find(lsn)
+            if seg is None:  # at a seal marker: wait for the next segment
+                await self._wait_chain_change(log_id, version, timeout_s=1.0)
+                continue
+            assert seg.params is not None
+            async for entry in self._provider.loglet(seg.params).read(seg.offset(lsn)):
+                if isinstance(entry, Record):
+                    yield LogRecord(seg.lsn(entry.offset), entry.payload)
+                    lsn = seg.lsn(entry.offset) + 1
+                elif isinstance(entry, TrimGap):
+                    yield LogTrimGap(seg.lsn(entry.from_offset), seg.lsn(entry.to_offset))
+                    lsn = seg.lsn(entry.to_offset) + 1
+                if to_lsn is not None and lsn > to_lsn:
+                    return
+            # The loglet ended (sealed): continue in the next segment.
+            end = self._chains[log_id][0]
+            if end is not None:
+                nxt = end.end_lsn(seg) if seg in end.segments else None
+                if nxt is not None:
+                    lsn = max(lsn, nxt)
+
+
+def _segments_with_end(chain: Chain) -> list[tuple[Segment, int | None]]:
+    segs = list(chain.segments)
+    return [(s, segs[i + 1].base_lsn if i + 1 < len(segs) else None) for i, s in enumerate(segs)]

@@ -1,0 +1,105 @@
+"""The Bifrost facade over in-process nodes (real TCP, real RocksDB, local metadata store)."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bifrost.bifrost import Bifrost, LogRecord, LogTrimGap
+from bifrost.chain_store import provision_logs
+from bifrost.errors import InvalidLsn, RecordTooLarge, UnknownLog
+from metadata.local import LocalMetadataStore
+from tests.unit.bifrost.replicated_env import Env, replicated_env
+
+
+def bifrosts(env: Env, store: LocalMetadataStore) -> dict[int, Bifrost]:
+    return {
+        n: Bifrost(store, p, lambda: [m for m in env.providers if m not in env.dead])
+        for n, p in env.providers.items()
+    }
+
+
+async def read_range(b: Bifrost, log_id: int, first: int, last: int) -> list:
+    async with asyncio.timeout(20):
+        return [e async for e in b.read(log_id, first, last)]
+
+
+def run(tmp_path: Path, body, nodes: int = 3) -> None:
+    async def main() -> None:
+        store = LocalMetadataStore.open(tmp_path / "meta")
+        try:
+            async with replicated_env(tmp_path, nodes) as env:
+                bs = bifrosts(env, store)
+                try:
+                    await body(env, store, bs)
+                finally:
+                    for b in bs.values():
+                        await b.close()
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_append_read_across_a_manual_reconfiguration(tmp_path: Path) -> None:
+    async def body(env, store, bs) -> None:
+        await provision_logs(store, 2, replication=2)
+        b1, b2, b3 = bs[1], bs[2], bs[3]
+        assert await b1.append(1, [b"a", b"b"]) == 1
+        assert await b2.append(1, [b"c"]) == 3  # through a node that does not sequence
+        assert await b1.find_tail(1) == (4, False)
+        chain = await b3.reconfigure(1)
+        assert [s.base_lsn for s in chain.segments] == [1, 4]
+        assert chain.tail.params.sequencer.node == 3
+        assert await b1.append(1, [b"d"]) == 4
+        assert await b1.append(2, [b"other log"]) == 1
+        for b in (b1, b2, b3):
+            assert await read_range(b, 1, 1, 4) == [
+                LogRecord(i + 1, p) for i, p in enumerate([b"a", b"b", b"c", b"d"])
+            ]
+
+    run(tmp_path, body)
+
+
+def test_sequencer_death_reconfigures_and_keeps_every_acknowledged_record(tmp_path: Path) -> None:
+    async def body(env, store, bs) -> None:
+        await provision_logs(store, 1, replication=2)
+        acked: dict[int, bytes] = {}
+        for i in range(20):
+            acked[await bs[1].append(1, [f"before-{i}".encode()])] = f"before-{i}".encode()
+        await env.stop_node(1)  # the sequencer's node: env.dead makes the failure detector agree
+        for i in range(20):
+            acked[await bs[2].append(1, [f"after-{i}".encode()])] = f"after-{i}".encode()
+        chain, _ = await bs[3].chain(1, refresh=True)
+        assert len(chain.segments) == 2 and chain.tail.params.sequencer.node == 2
+        assert bs[2].stats.reconfigurations == 1
+        tail, _ = await bs[3].find_tail(1)
+        for b in (bs[2], bs[3]):
+            seen = {e.lsn: e.payload for e in await read_range(b, 1, 1, tail - 1)}
+            for lsn, payload in acked.items():
+                assert seen[lsn] == payload, f"acknowledged LSN {lsn} lost or changed"
+
+    run(tmp_path, body)
+
+
+def test_trim_and_bad_input(tmp_path: Path) -> None:
+    async def body(env, store, bs) -> None:
+        await provision_logs(store, 1, replication=2)
+        b = bs[1]
+        await b.append(1, [f"r{i}".encode() for i in range(10)])
+        with pytest.raises(InvalidLsn, match="tail is 11"):
+            await b.trim(1, 11)
+        with pytest.raises(UnknownLog):
+            await b.append(7, [b"x"])
+        with pytest.raises(RecordTooLarge):
+            await b.append(1, [b"x" * (b._max_record_bytes + 1)])
+        with pytest.raises(InvalidLsn):
+            async for _ in b.read(1, 0):
+                pass
+        assert await b.find_tail(1) == (11, False), "refused appends wrote nothing"
+        await b.trim(1, 4)
+        entries = await read_range(bs[2], 1, 1, 10)
+        assert entries[0] == LogTrimGap(1, 4)
+        assert entries[1:] == [LogRecord(i, f"r{i - 1}".encode()) for i in range(5, 11)]
+
+    run(tmp_path, body)
