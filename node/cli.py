@@ -17,8 +17,10 @@ from typing import Any
 
 from node.client import (
     InvalidRequest,
+    LogClient,
     NodeClient,
     NodeUnreachable,
+    NotFound,
     OutcomeUnknown,
     VersionMismatch,
     put_with_retry,
@@ -272,6 +274,122 @@ def cmd_metadata_put(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- log -----------------------------------------------------------------------------------
+
+
+def _log_client(args: argparse.Namespace) -> tuple[NodeClient, LogClient]:
+    node = NodeClient(_node_address(args))
+    return node, LogClient(node)
+
+
+def cmd_log_append(args: argparse.Namespace) -> int:
+    node, client = _log_client(args)
+    with node:
+        first = client.append(args.log, [p.encode() for p in args.payloads])
+    lsns = list(range(first, first + len(args.payloads)))
+    if args.json:
+        print(json.dumps({"log": args.log, "lsns": lsns}))
+    else:
+        print("\n".join(str(lsn) for lsn in lsns))
+    return 0
+
+
+def cmd_log_read(args: argparse.Namespace) -> int:
+    if args.from_lsn < 1:
+        raise UsageError(f"--from must be >= 1 (LSNs start at 1), got {args.from_lsn}")
+    node, client = _log_client(args)
+    with node:
+        for entry in client.read(args.log, args.from_lsn, args.follow):
+            if entry.trim_gap_to:
+                line = {"lsn": entry.lsn, "trim_gap_to": entry.trim_gap_to}
+                text = f"{entry.lsn} <trimmed up to {entry.trim_gap_to}>"
+            else:
+                payload = entry.payload.decode("utf-8", errors="backslashreplace")
+                line, text = {"lsn": entry.lsn, "payload": payload}, f"{entry.lsn} {payload}"
+            print(json.dumps(line) if args.json else text, flush=args.follow)
+    return 0
+
+
+def cmd_log_tail(args: argparse.Namespace) -> int:
+    node, client = _log_client(args)
+    with node:
+        tail, sealed = client.tail(args.log)
+    if args.json:
+        print(json.dumps({"log": args.log, "next_lsn": tail, "sealed": sealed}))
+    else:
+        print(f"{tail}{' (sealed)' if sealed else ''}")
+    return 0
+
+
+def _print_chain(chain: Any, as_json: bool) -> None:
+    segments = [
+        {
+            "base_lsn": s.base_lsn,
+            "index": s.index,
+            "loglet": s.loglet_id or None,
+            "sequencer": s.sequencer or None,
+            "nodeset": list(s.nodeset),
+            "replication": s.replication,
+            "sealed": s.sealed,
+        }
+        for s in chain.segments
+    ]
+    if as_json:
+        print(json.dumps({"segments": segments, "version": chain.version}, indent=2))
+        return
+    print_table(
+        ["base_lsn", "loglet", "sequencer", "nodeset", "replication", "sealed"],
+        [
+            [
+                s["base_lsn"],
+                s["loglet"],
+                s["sequencer"],
+                ",".join(s["nodeset"]),
+                s["replication"],
+                s["sealed"],
+            ]
+            for s in segments
+        ],
+    )
+
+
+def cmd_log_chain(args: argparse.Namespace) -> int:
+    node, client = _log_client(args)
+    with node:
+        _print_chain(client.chain(args.log), args.json)
+    return 0
+
+
+def cmd_log_trim(args: argparse.Namespace) -> int:
+    node, client = _log_client(args)
+    with node:
+        client.trim(args.log, args.up_to)
+    print(f"log {args.log} trimmed up to {args.up_to}")
+    return 0
+
+
+def cmd_log_seal(args: argparse.Namespace) -> int:
+    node, client = _log_client(args)
+    with node:
+        tail = client.seal(args.log)
+    print(f"log {args.log} sealed at {tail}")
+    return 0
+
+
+def cmd_log_reconfigure(args: argparse.Namespace) -> int:
+    node, client = _log_client(args)
+    with node:
+        _print_chain(client.reconfigure(args.log), args.json)
+    return 0
+
+
+def _add_node_choice(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-dir", type=Path, dest="base_dir", help="local cluster dir")
+    p.add_argument("--node", help="node of the local cluster to talk to")
+    p.add_argument("--address", help=f"node gRPC address (default {DEFAULT_NODE_ADDRESS})")
+    p.add_argument("--json", action="store_true")
+
+
 # ---- parser --------------------------------------------------------------------------------
 
 
@@ -327,12 +445,29 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "put":
             p.add_argument("value")
             p.add_argument("--expect-version", type=int, dest="expect_version")
-        p.add_argument("--base-dir", type=Path, dest="base_dir", help="local cluster dir")
-        p.add_argument("--node", help="node of the local cluster to talk to")
-        p.add_argument("--address", help=f"node gRPC address (default {DEFAULT_NODE_ADDRESS})")
+        _add_node_choice(p)
         p.add_argument("--timeout", type=float, default=10.0, help="seconds to keep retrying")
-        p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
+
+    lg = sub.add_parser("log", help="append to, read and administer the replicated logs")
+    lg_sub = lg.add_subparsers(dest="log_command", required=True)
+
+    def log_cmd(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = lg_sub.add_parser(name, help=help_)
+        p.add_argument("log", type=int, help="log id")
+        _add_node_choice(p)
+        p.set_defaults(func=func)
+        return p
+
+    log_cmd("append", cmd_log_append, "append records; prints their LSNs").add_argument("payloads", nargs="+")
+    rd = log_cmd("read", cmd_log_read, "print records as 'LSN payload' lines")
+    rd.add_argument("--from", dest="from_lsn", type=int, default=1)
+    rd.add_argument("--follow", action="store_true", help="keep printing new records")
+    log_cmd("tail", cmd_log_tail, "the next LSN to be written")
+    log_cmd("chain", cmd_log_chain, "the log's segments, oldest first")
+    log_cmd("trim", cmd_log_trim, "drop records up to an LSN").add_argument("up_to", type=int)
+    log_cmd("seal", cmd_log_seal, "seal the log (operators)")
+    log_cmd("reconfigure", cmd_log_reconfigure, "seal the tail segment and start a new one on this node")
     return parser
 
 
@@ -343,9 +478,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, UsageError) as e:
         print(f"durastate: {e}", file=sys.stderr)
         return 2
-    except (CliError, ClusterError, NodeUnreachable, OutcomeUnknown, InvalidRequest) as e:
+    except (CliError, ClusterError, NodeUnreachable, OutcomeUnknown, NotFound) as e:
         print(f"durastate: {e}", file=sys.stderr)
         return 1
+    except InvalidRequest as e:  # the node refused the input itself: a usage error
+        print(f"durastate: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `durastate cluster status --json | head`

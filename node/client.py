@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -12,6 +13,10 @@ from proto.durastate.node.v1 import node_pb2, node_pb2_grpc
 
 class NodeUnreachable(Exception):
     """The node did not answer (down, starting, or partitioned)."""
+
+
+class NotFound(Exception):
+    """The node answered that the thing asked for does not exist (e.g. an unknown log)."""
 
 
 class VersionMismatch(Exception):
@@ -67,6 +72,8 @@ class NodeClient:
                 raise OutcomeUnknown(e.details()) from None
             if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidRequest(e.details()) from None
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(e.details()) from None
             raise
 
     def node_info(self, timeout: float | None = None) -> node_pb2.NodeInfo:
@@ -91,6 +98,54 @@ class NodeClient:
         if resp.status == node_pb2.METADATA_PRECONDITION_FAILED:
             raise VersionMismatch(resp.current_version if resp.HasField("current_version") else None)
         return resp.version
+
+
+class LogClient:
+    """The log through one node. Appends block until committed (the node retries meanwhile)."""
+
+    def __init__(self, node: NodeClient, timeout_s: float = 60.0) -> None:
+        self._node = node
+        self._timeout = timeout_s
+
+    def append(self, log_id: int, records: list[bytes]) -> int:
+        resp = self._node._call(
+            "LogAppend", node_pb2.LogAppendRequest(log_id=log_id, records=records), self._timeout
+        )
+        return resp.first_lsn  # type: ignore[attr-defined]
+
+    def tail(self, log_id: int) -> tuple[int, bool]:
+        resp = self._node._call("LogTail", node_pb2.LogTailRequest(log_id=log_id), self._timeout)
+        return resp.next_lsn, resp.sealed  # type: ignore[attr-defined]
+
+    def chain(self, log_id: int) -> node_pb2.LogChainResponse:
+        return self._node._call("LogChain", node_pb2.LogChainRequest(log_id=log_id), self._timeout)  # type: ignore[return-value]
+
+    def trim(self, log_id: int, up_to_lsn: int) -> None:
+        self._node._call(
+            "LogTrim", node_pb2.LogTrimRequest(log_id=log_id, up_to_lsn=up_to_lsn), self._timeout
+        )
+
+    def seal(self, log_id: int) -> int:
+        return self._node._call("LogSeal", node_pb2.LogAdminRequest(log_id=log_id), self._timeout).next_lsn  # type: ignore[attr-defined]
+
+    def reconfigure(self, log_id: int) -> node_pb2.LogChainResponse:
+        return self._node._call("LogReconfigure", node_pb2.LogAdminRequest(log_id=log_id), self._timeout)  # type: ignore[return-value]
+
+    def read(self, log_id: int, from_lsn: int, follow: bool) -> Iterator[node_pb2.LogEntry]:
+        stream = self._node._stub.LogRead(
+            node_pb2.LogReadRequest(log_id=log_id, from_lsn=from_lsn, follow=follow),
+            timeout=None if follow else self._timeout,
+        )
+        try:
+            yield from stream
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidRequest(e.details()) from None
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(e.details()) from None
+            if e.code() in _RETRYABLE:
+                raise NodeUnreachable(f"{self._node.address}: {e.code().name}: {e.details()}") from None
+            raise
 
 
 def put_with_retry(

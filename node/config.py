@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,14 @@ class MetadataConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BifrostConfig:
+    # Logs provisioned when the cluster is first created (the first node to start decides).
+    num_logs: int = 4
+    replication: int = 1
+    max_record_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     node_name: str = "n1"
     base_dir: Path = Path("durastate-data")
@@ -48,6 +56,7 @@ class NodeConfig:
     roles: tuple[str, ...] = ROLES
     ports: Ports = field(default_factory=Ports)
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
+    bifrost: BifrostConfig = field(default_factory=BifrostConfig)
 
     def runs_etcd_member(self) -> bool:
         return "metadata" in self.roles and self.metadata.backend == "etcd"
@@ -68,6 +77,10 @@ class NodeConfig:
             "[metadata]",
             f"backend = {q(self.metadata.backend)}",
             f"etcd_endpoints = {q(self.metadata.etcd_endpoints)}",
+            "",
+            "",
+            "[bifrost]",
+            *(f"{k} = {v}" for k, v in asdict(self.bifrost).items()),
             "",
             "[metadata.etcd_initial_cluster]",
             *(f"{q(k)} = {q(v)}" for k, v in self.metadata.etcd_initial_cluster.items()),
@@ -99,6 +112,7 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting(("metadata", "backend"), "backend"),
     _Setting(("metadata", "etcd_initial_cluster"), "str_map"),
     _Setting(("metadata", "etcd_endpoints"), "str_list"),
+    *(_Setting(("bifrost", k), "posint") for k in asdict(BifrostConfig())),
 )
 _BY_PATH = {s.path: s for s in SETTINGS}
 _BY_ENV = {s.env: s for s in SETTINGS}
@@ -134,6 +148,10 @@ def _check(setting: _Setting, value: Any, source: str) -> Any:
             if unknown:
                 raise ConfigError(f"{where} has unknown roles {unknown}; known roles are {list(ROLES)}")
             return tuple(dict.fromkeys(value))
+        case "posint":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where} must be a positive integer, got {value!r}")
+            return value
         case "backend":
             if value not in METADATA_BACKENDS:
                 raise ConfigError(f"{where} must be one of {list(METADATA_BACKENDS)}, got {value!r}")
@@ -152,11 +170,11 @@ def _check(setting: _Setting, value: Any, source: str) -> Any:
 def _parse_env(setting: _Setting, raw: str) -> Any:
     """Environment values are strings; turn them into what the TOML file would hold."""
     match setting.kind:
-        case "port":
+        case "port" | "posint":
             try:
                 return int(raw)
             except ValueError:
-                raise ConfigError(f"{setting.env} must be an integer port, got {raw!r}") from None
+                raise ConfigError(f"{setting.env} must be an integer, got {raw!r}") from None
         case "roles" | "str_list":
             return [part.strip() for part in raw.split(",") if part.strip()]
         case "str_map":
@@ -222,6 +240,9 @@ def build(layers: list[tuple[str, Mapping[tuple[str, ...], Any]]]) -> NodeConfig
     meta = {p[1]: v for p, v in values.items() if p[0] == "metadata"}
     if meta:
         cfg = replace(cfg, metadata=replace(cfg.metadata, **meta))
+    bifrost = {p[1]: v for p, v in values.items() if p[0] == "bifrost"}
+    if bifrost:
+        cfg = replace(cfg, bifrost=replace(cfg.bifrost, **bifrost))
     _check_consistency(cfg)
     return cfg
 

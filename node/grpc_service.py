@@ -9,11 +9,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from bifrost.bifrost import LogRecord
+from bifrost.core import Chain
+from bifrost.errors import InvalidLsn, LogUnavailable, RecordTooLarge, UnknownLog
 from metadata import (
     InvalidKey,
     MetadataStore,
@@ -23,12 +27,34 @@ from metadata import (
     UnknownOutcome,
 )
 from node.config import NodeConfig
+from node.log_role import LogRole
 from proto.durastate.node.v1 import node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 # Standard health checks answer SERVING for the whole server and for this service name.
 NODE_SERVICE = "durastate.node.v1.NodeService"
+
+
+_LOG_ERRORS: dict[type[Exception], grpc.StatusCode] = {
+    UnknownLog: grpc.StatusCode.NOT_FOUND,
+    InvalidLsn: grpc.StatusCode.INVALID_ARGUMENT,
+    RecordTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
+    ValueError: grpc.StatusCode.INVALID_ARGUMENT,
+    LogUnavailable: grpc.StatusCode.UNAVAILABLE,
+    MetadataUnavailable: grpc.StatusCode.UNAVAILABLE,
+    UnknownOutcome: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+@asynccontextmanager
+async def log_errors(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    """Bifrost's errors as gRPC statuses with the error's own message."""
+    try:
+        yield
+    except tuple(_LOG_ERRORS) as e:
+        code = next(c for t, c in _LOG_ERRORS.items() if isinstance(e, t))
+        await context.abort(code, str(e))
 
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
@@ -38,7 +64,9 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         store: MetadataStore,
         generation: int,
         metadata_leader: Callable[[], Awaitable[str | None]],
+        log_role: LogRole,
     ) -> None:
+        self._log = log_role
         self._cfg = cfg
         self._store = store
         self._generation = generation
@@ -108,6 +136,91 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             # ABORTED tells the client the write may have happened: it must re-read, not blindly retry.
             await context.abort(grpc.StatusCode.ABORTED, f"outcome unknown, re-read the key: {e}")
         return node_pb2.MetadataPutResponse(status=node_pb2.METADATA_OK, version=version)
+
+    # --- the log ---
+
+    async def LogAppend(
+        self, request: node_pb2.LogAppendRequest, context: grpc.aio.ServicerContext
+    ) -> node_pb2.LogAppendResponse:
+        async with log_errors(context):
+            first = await self._log.bifrost.append(request.log_id, list(request.records))
+        return node_pb2.LogAppendResponse(first_lsn=first)
+
+    async def LogRead(
+        self, request: node_pb2.LogReadRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[node_pb2.LogEntry]:
+        bifrost = self._log.bifrost
+        async with log_errors(context):
+            to_lsn = None
+            if not request.follow:
+                tail, _ = await bifrost.find_tail(request.log_id)
+                to_lsn = tail - 1
+                if to_lsn < request.from_lsn:
+                    return
+            async for entry in bifrost.read(request.log_id, request.from_lsn, to_lsn):
+                if isinstance(entry, LogRecord):
+                    yield node_pb2.LogEntry(lsn=entry.lsn, payload=entry.payload)
+                else:
+                    yield node_pb2.LogEntry(lsn=entry.from_lsn, trim_gap_to=entry.to_lsn)
+
+    async def LogTail(
+        self, request: node_pb2.LogTailRequest, context: grpc.aio.ServicerContext
+    ) -> node_pb2.LogTailResponse:
+        async with log_errors(context):
+            tail, sealed = await self._log.bifrost.find_tail(request.log_id)
+        return node_pb2.LogTailResponse(next_lsn=tail, sealed=sealed)
+
+    async def LogChain(
+        self, request: node_pb2.LogChainRequest, context: grpc.aio.ServicerContext
+    ) -> node_pb2.LogChainResponse:
+        async with log_errors(context):
+            chain, version = await self._log.bifrost.chain(request.log_id, refresh=True)
+        return self._chain_response(chain, version)
+
+    def _chain_response(self, chain: Chain | None, version: int | None) -> node_pb2.LogChainResponse:
+        resp = node_pb2.LogChainResponse(version=version or 0)
+        if chain is None:
+            return resp
+        name = self._log.view.name_of
+        for i, seg in enumerate(chain.segments):
+            last = i == len(chain.segments) - 1
+            if seg.params is None:
+                resp.segments.append(node_pb2.LogSegment(base_lsn=seg.base_lsn, index=seg.index, sealed=True))
+                continue
+            resp.segments.append(
+                node_pb2.LogSegment(
+                    base_lsn=seg.base_lsn,
+                    index=seg.index,
+                    sequencer=name(seg.params.sequencer.node),
+                    nodeset=[name(n) for n in seg.params.nodeset],
+                    replication=seg.params.replication,
+                    sealed=not last,
+                    loglet_id=f"{chain.log_id}_{seg.index}",
+                )
+            )
+        return resp
+
+    async def LogTrim(
+        self, request: node_pb2.LogTrimRequest, context: grpc.aio.ServicerContext
+    ) -> node_pb2.LogTrimResponse:
+        async with log_errors(context):
+            await self._log.bifrost.trim(request.log_id, request.up_to_lsn)
+        return node_pb2.LogTrimResponse()
+
+    async def LogSeal(
+        self, request: node_pb2.LogAdminRequest, context: grpc.aio.ServicerContext
+    ) -> node_pb2.LogTailResponse:
+        async with log_errors(context):
+            tail = await self._log.bifrost.seal(request.log_id)
+        return node_pb2.LogTailResponse(next_lsn=tail, sealed=True)
+
+    async def LogReconfigure(
+        self, request: node_pb2.LogAdminRequest, context: grpc.aio.ServicerContext
+    ) -> node_pb2.LogChainResponse:
+        async with log_errors(context):
+            await self._log.bifrost.reconfigure(request.log_id)
+            chain, version = await self._log.bifrost.chain(request.log_id, refresh=True)
+        return self._chain_response(chain, version)
 
 
 async def start_grpc_server(

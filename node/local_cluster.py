@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.config import MetadataConfig, NodeConfig
+from node.config import BifrostConfig, MetadataConfig, NodeConfig
 from node.ports import LOOPBACK, Ports, free_node_ports, ports_for_node
 
 CLUSTER_FILE = "cluster.json"
@@ -138,6 +138,8 @@ class LocalCluster:
                 etcd_initial_cluster={n.name: f"http://{LOOPBACK}:{n.ports.etcd_peer}" for n in self.nodes},
                 etcd_endpoints=[f"{LOOPBACK}:{n.ports.etcd_client}" for n in self.nodes],
             ),
+            # Replication 2 tolerates one failed node among three (2R-1), Restate's advice too.
+            bifrost=BifrostConfig(replication=min(2, len(self.nodes))),
         )
 
     # ---- processes -------------------------------------------------------------------------

@@ -15,15 +15,17 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+from bifrost.core._types import GenerationalNodeId
 from metadata import ClusterNameMismatch, MetadataStore, MetadataUnavailable, UnknownOutcome
 from metadata.etcd import EtcdMetadataStore
 from metadata.etcd_member import EtcdMember
 from metadata.local import LocalMetadataStore
+from metadata.records import NODES_CONFIG_KEY, NodesConfig, decode, register_node
 from metadata.records import NodeConfig as NodeRecord
-from metadata.records import register_node
 from node.config import NodeConfig
 from node.grpc_service import NodeServicer, start_grpc_server
 from node.http import start_http_servers
+from node.log_role import ClusterView, LogRole
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,13 @@ async def register(cfg: NodeConfig, store: MetadataStore) -> int:
             await asyncio.sleep(0.5)
 
 
+async def current_nodes(store: MetadataStore) -> NodesConfig:
+    found = await store.get(NODES_CONFIG_KEY)
+    if found is None:
+        raise NodeStartError("the nodes config vanished right after registering")
+    return decode(NodesConfig, found.value)
+
+
 async def run(cfg: NodeConfig, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -114,14 +123,24 @@ async def run(cfg: NodeConfig, stop: asyncio.Event | None = None) -> None:
         cfg.base_dir.mkdir(parents=True, exist_ok=True)
         metadata = await open_metadata(cfg, stack)
         generation = await register(cfg, metadata.store)
-        servicer = NodeServicer(cfg, metadata.store, generation, metadata.leader)
+        nodes = await current_nodes(metadata.store)
+        me = GenerationalNodeId(nodes.nodes[cfg.node_name].node_id, generation)
+        log_role = LogRole(cfg, metadata.store, me, ClusterView(nodes))
+        await log_role.start()
+        stack.push_async_callback(log_role.stop)
+        servicer = NodeServicer(cfg, metadata.store, generation, metadata.leader, log_role)
         server, _health = await start_grpc_server(cfg, servicer)
         stack.push_async_callback(server.stop, 2.0)
         for runner in await start_http_servers(cfg):
             stack.push_async_callback(runner.cleanup)
         log.info(
             "node ready",
-            extra={"generation": generation, "roles": ",".join(cfg.roles), **cfg.ports.as_dict()},
+            extra={
+                "generation": generation,
+                "node_id": me.node,
+                "roles": ",".join(cfg.roles),
+                **cfg.ports.as_dict(),
+            },
         )
         await stop.wait()
         log.info("stopping")

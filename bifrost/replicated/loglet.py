@@ -80,6 +80,8 @@ class ReplicatedLoglet:
             )
         except TimeoutError:
             raise LogUnavailable(f"sequencer N{node} did not answer within {REMOTE_TIMEOUT_S}s") from None
+        except ConnectionError as e:
+            raise LogUnavailable(f"sequencer N{node} unreachable: {e}") from None
         assert isinstance(resp, AppendResponse)
         if resp.status == AppendStatus.OK:
             return resp.last_offset
@@ -100,8 +102,8 @@ class ReplicatedLoglet:
         node = self.params.sequencer.node
         try:
             resp = await self._provider.network.call(node, GetTailRequest(self.params), REMOTE_TIMEOUT_S)
-        except TimeoutError:
-            raise LogUnavailable(f"sequencer N{node} did not answer within {REMOTE_TIMEOUT_S}s") from None
+        except (TimeoutError, ConnectionError):
+            raise LogUnavailable(f"sequencer N{node} did not answer the tail query") from None
         assert isinstance(resp, GetTailResponse)
         if not resp.found:
             raise LogUnavailable(f"N{node} does not sequence loglet {self.loglet_id} (restarted?)")

@@ -53,6 +53,8 @@ class Network:
         self._wire_ids = itertools.count(1)
         # wire id -> (where the reply goes, the asker's request id, peer, sent at)
         self._routes: dict[int, tuple[Callable[[Response], None], int, int, float]] = {}
+        # wire id -> called if the connection the request went out on is lost (one-shot calls)
+        self._on_lost: dict[int, Callable[[], None]] = {}
         self._prune_handle: asyncio.TimerHandle | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -65,9 +67,14 @@ class Network:
         await self._peers.close()
         await self._server.close()
 
-    def send(self, deliver: Callable[[Response], None], send: Send) -> None:
-        """Send ``send.message``; its reply comes back to ``deliver`` as a Response, or never."""
+    def send(
+        self, deliver: Callable[[Response], None], send: Send, on_lost: Callable[[], None] | None = None
+    ) -> None:
+        """Send ``send.message``; its reply comes back to ``deliver`` as a Response, or never
+        (``on_lost`` tells when it surely never will: the connection dropped)."""
         wire = next(self._wire_ids)
+        if on_lost is not None:
+            self._on_lost[wire] = on_lost
         self._routes[wire] = (deliver, send.request_id, send.to, time.monotonic())
         if send.to == self.me:
             # Our own log-server: no socket, but still asynchronous, as a peer would be.
@@ -77,6 +84,11 @@ class Network:
         else:
             self._peers.send(send.to, wire, send.message)
 
+    def notify(self, node: int, message: Any) -> None:
+        """A one-way message (no reply expected, nothing remembered)."""
+        if node != self.me:
+            self._peers.send(node, 0, message)
+
     async def call(self, node: int, message: Any, timeout_s: float) -> Any:
         """One request, one reply: raises TimeoutError when none comes in time."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -85,7 +97,11 @@ class Network:
             if not fut.done():
                 fut.set_result(resp.message)
 
-        self.send(deliver, Send(node, 0, message))
+        def lost() -> None:
+            if not fut.done():
+                fut.set_exception(ConnectionError(f"connection to node {node} lost"))
+
+        self.send(deliver, Send(node, 0, message), lost)
         try:
             return await asyncio.wait_for(fut, timeout_s)
         finally:
@@ -94,9 +110,11 @@ class Network:
     def forget(self, deliver: Callable[[Response], None]) -> None:
         for wire in [w for w, route in self._routes.items() if route[0] == deliver]:
             del self._routes[wire]
+            self._on_lost.pop(wire, None)
 
     def _on_reply(self, node: int, wire: int, message: Any) -> None:
         route = self._routes.pop(wire, None)
+        self._on_lost.pop(wire, None)
         if route is None or route[2] != node:
             return  # a reply for a request its core has given up on
         deliver, request_id, _, _ = route
@@ -105,6 +123,9 @@ class Network:
     def _on_down(self, node: int) -> None:
         for wire in [w for w, route in self._routes.items() if route[2] == node]:
             del self._routes[wire]
+            lost = self._on_lost.pop(wire, None)
+            if lost is not None:
+                lost()
 
     def _schedule_prune(self) -> None:
         self._prune_handle = asyncio.get_running_loop().call_later(_ROUTE_TTL_S, self._prune)
@@ -113,6 +134,7 @@ class Network:
         cutoff = time.monotonic() - _ROUTE_TTL_S
         for wire in [w for w, route in self._routes.items() if route[3] < cutoff]:
             del self._routes[wire]
+            self._on_lost.pop(wire, None)
         self._schedule_prune()
 
 

@@ -64,7 +64,9 @@ class FailureDetector:
         out: list[Alive | Dead] = []
         if isinstance(inp, Heartbeat):
             if inp.node not in self._peers:
-                self._peers = dict(sorted({**self._peers, inp.node: _Peer(inp.generation, inp.now_ms, True)}.items()))
+                self._peers = dict(
+                    sorted({**self._peers, inp.node: _Peer(inp.generation, inp.now_ms, True)}.items())
+                )
                 out.append(Alive(inp.node, inp.generation))
             peer = self._peers[inp.node]
             if inp.generation < peer.generation:

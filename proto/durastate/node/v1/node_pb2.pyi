@@ -95,3 +95,101 @@ class MetadataPutResponse(_message.Message):
     version: int
     current_version: int
     def __init__(self, status: _Optional[_Union[MetadataStatus, str]] = ..., version: _Optional[int] = ..., current_version: _Optional[int] = ...) -> None: ...
+
+class LogAppendRequest(_message.Message):
+    __slots__ = ("log_id", "records")
+    LOG_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    log_id: int
+    records: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, log_id: _Optional[int] = ..., records: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class LogAppendResponse(_message.Message):
+    __slots__ = ("first_lsn",)
+    FIRST_LSN_FIELD_NUMBER: _ClassVar[int]
+    first_lsn: int
+    def __init__(self, first_lsn: _Optional[int] = ...) -> None: ...
+
+class LogReadRequest(_message.Message):
+    __slots__ = ("log_id", "from_lsn", "follow")
+    LOG_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_LSN_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    log_id: int
+    from_lsn: int
+    follow: bool
+    def __init__(self, log_id: _Optional[int] = ..., from_lsn: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+
+class LogEntry(_message.Message):
+    __slots__ = ("lsn", "payload", "trim_gap_to")
+    LSN_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    TRIM_GAP_TO_FIELD_NUMBER: _ClassVar[int]
+    lsn: int
+    payload: bytes
+    trim_gap_to: int
+    def __init__(self, lsn: _Optional[int] = ..., payload: _Optional[bytes] = ..., trim_gap_to: _Optional[int] = ...) -> None: ...
+
+class LogTailRequest(_message.Message):
+    __slots__ = ("log_id",)
+    LOG_ID_FIELD_NUMBER: _ClassVar[int]
+    log_id: int
+    def __init__(self, log_id: _Optional[int] = ...) -> None: ...
+
+class LogTailResponse(_message.Message):
+    __slots__ = ("next_lsn", "sealed")
+    NEXT_LSN_FIELD_NUMBER: _ClassVar[int]
+    SEALED_FIELD_NUMBER: _ClassVar[int]
+    next_lsn: int
+    sealed: bool
+    def __init__(self, next_lsn: _Optional[int] = ..., sealed: _Optional[bool] = ...) -> None: ...
+
+class LogChainRequest(_message.Message):
+    __slots__ = ("log_id",)
+    LOG_ID_FIELD_NUMBER: _ClassVar[int]
+    log_id: int
+    def __init__(self, log_id: _Optional[int] = ...) -> None: ...
+
+class LogSegment(_message.Message):
+    __slots__ = ("base_lsn", "index", "sequencer", "nodeset", "replication", "sealed", "loglet_id")
+    BASE_LSN_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCER_FIELD_NUMBER: _ClassVar[int]
+    NODESET_FIELD_NUMBER: _ClassVar[int]
+    REPLICATION_FIELD_NUMBER: _ClassVar[int]
+    SEALED_FIELD_NUMBER: _ClassVar[int]
+    LOGLET_ID_FIELD_NUMBER: _ClassVar[int]
+    base_lsn: int
+    index: int
+    sequencer: str
+    nodeset: _containers.RepeatedScalarFieldContainer[str]
+    replication: int
+    sealed: bool
+    loglet_id: str
+    def __init__(self, base_lsn: _Optional[int] = ..., index: _Optional[int] = ..., sequencer: _Optional[str] = ..., nodeset: _Optional[_Iterable[str]] = ..., replication: _Optional[int] = ..., sealed: _Optional[bool] = ..., loglet_id: _Optional[str] = ...) -> None: ...
+
+class LogChainResponse(_message.Message):
+    __slots__ = ("segments", "version")
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[LogSegment]
+    version: int
+    def __init__(self, segments: _Optional[_Iterable[_Union[LogSegment, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class LogTrimRequest(_message.Message):
+    __slots__ = ("log_id", "up_to_lsn")
+    LOG_ID_FIELD_NUMBER: _ClassVar[int]
+    UP_TO_LSN_FIELD_NUMBER: _ClassVar[int]
+    log_id: int
+    up_to_lsn: int
+    def __init__(self, log_id: _Optional[int] = ..., up_to_lsn: _Optional[int] = ...) -> None: ...
+
+class LogTrimResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LogAdminRequest(_message.Message):
+    __slots__ = ("log_id",)
+    LOG_ID_FIELD_NUMBER: _ClassVar[int]
+    log_id: int
+    def __init__(self, log_id: _Optional[int] = ...) -> None: ...

@@ -49,6 +49,41 @@ class NodeServiceStub:
                 request_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.MetadataPutRequest.SerializeToString,
                 response_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.MetadataPutResponse.FromString,
                 _registered_method=True)
+        self.LogAppend = channel.unary_unary(
+                '/durastate.node.v1.NodeService/LogAppend',
+                request_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogAppendRequest.SerializeToString,
+                response_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogAppendResponse.FromString,
+                _registered_method=True)
+        self.LogRead = channel.unary_stream(
+                '/durastate.node.v1.NodeService/LogRead',
+                request_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogReadRequest.SerializeToString,
+                response_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogEntry.FromString,
+                _registered_method=True)
+        self.LogTail = channel.unary_unary(
+                '/durastate.node.v1.NodeService/LogTail',
+                request_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTailRequest.SerializeToString,
+                response_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTailResponse.FromString,
+                _registered_method=True)
+        self.LogChain = channel.unary_unary(
+                '/durastate.node.v1.NodeService/LogChain',
+                request_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogChainRequest.SerializeToString,
+                response_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogChainResponse.FromString,
+                _registered_method=True)
+        self.LogTrim = channel.unary_unary(
+                '/durastate.node.v1.NodeService/LogTrim',
+                request_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTrimRequest.SerializeToString,
+                response_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTrimResponse.FromString,
+                _registered_method=True)
+        self.LogSeal = channel.unary_unary(
+                '/durastate.node.v1.NodeService/LogSeal',
+                request_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogAdminRequest.SerializeToString,
+                response_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTailResponse.FromString,
+                _registered_method=True)
+        self.LogReconfigure = channel.unary_unary(
+                '/durastate.node.v1.NodeService/LogReconfigure',
+                request_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogAdminRequest.SerializeToString,
+                response_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogChainResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -72,6 +107,48 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogAppend(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogRead(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogTail(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogChain(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogTrim(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogSeal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogReconfigure(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +166,41 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.MetadataPut,
                     request_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.MetadataPutRequest.FromString,
                     response_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.MetadataPutResponse.SerializeToString,
+            ),
+            'LogAppend': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogAppend,
+                    request_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogAppendRequest.FromString,
+                    response_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogAppendResponse.SerializeToString,
+            ),
+            'LogRead': grpc.unary_stream_rpc_method_handler(
+                    servicer.LogRead,
+                    request_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogReadRequest.FromString,
+                    response_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogEntry.SerializeToString,
+            ),
+            'LogTail': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogTail,
+                    request_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTailRequest.FromString,
+                    response_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTailResponse.SerializeToString,
+            ),
+            'LogChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogChain,
+                    request_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogChainRequest.FromString,
+                    response_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogChainResponse.SerializeToString,
+            ),
+            'LogTrim': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogTrim,
+                    request_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTrimRequest.FromString,
+                    response_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTrimResponse.SerializeToString,
+            ),
+            'LogSeal': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogSeal,
+                    request_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogAdminRequest.FromString,
+                    response_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTailResponse.SerializeToString,
+            ),
+            'LogReconfigure': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogReconfigure,
+                    request_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogAdminRequest.FromString,
+                    response_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogChainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +284,195 @@ class NodeService:
             '/durastate.node.v1.NodeService/MetadataPut',
             proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.MetadataPutRequest.SerializeToString,
             proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.MetadataPutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogAppend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/durastate.node.v1.NodeService/LogAppend',
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogAppendRequest.SerializeToString,
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogAppendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/durastate.node.v1.NodeService/LogRead',
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogReadRequest.SerializeToString,
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogTail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/durastate.node.v1.NodeService/LogTail',
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTailRequest.SerializeToString,
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/durastate.node.v1.NodeService/LogChain',
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogChainRequest.SerializeToString,
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogTrim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/durastate.node.v1.NodeService/LogTrim',
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTrimRequest.SerializeToString,
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTrimResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogSeal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/durastate.node.v1.NodeService/LogSeal',
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogAdminRequest.SerializeToString,
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogTailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogReconfigure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/durastate.node.v1.NodeService/LogReconfigure',
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogAdminRequest.SerializeToString,
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogChainResponse.FromString,
             options,
             channel_credentials,
             insecure,
