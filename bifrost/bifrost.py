@@ -34,7 +34,7 @@ from bifrost.core import (
     select_nodeset,
 )
 from bifrost.core._types import LogletParams, loglet_id
-from bifrost.errors import InvalidLsn, LogletSealed, LogUnavailable, RecordTooLarge, UnknownLog
+from bifrost.errors import InvalidLsn, LogletSealed, LogSealed, LogUnavailable, RecordTooLarge, UnknownLog
 from bifrost.loglet import Record, TrimGap
 from bifrost.replicated.provider import ReplicatedProvider
 from bifrost.replicated.runtime import CoreDriver, now_ms
@@ -179,37 +179,48 @@ class Bifrost:
         delay = _RETRY_MIN_S
         attempts = 0
         while True:
-            chain, version = await self.chain(log_id)
-            if chain is None:
-                await self._create_first_segment(log_id)
-                continue
-            seg = chain.tail
-            if seg.params is None:
-                raise LogUnavailable(
-                    f"log {log_id} is sealed at LSN {seg.base_lsn}; reconfigure it to append"
-                )
-            loglet = self._provider.loglet(seg.params)
             try:
-                last = await loglet.enqueue_batch(records)
-            except LogletSealed:
-                self.stats.reappended_records += len(records) if attempts == 0 else 0
-                attempts += 1
-                await self._after_sealed(log_id, chain, version)
-                continue
-            except LogUnavailable as e:
+                done = await self._append_once(log_id, records, attempts)
+            except (LogUnavailable, MetadataUnavailable, UnknownOutcome) as e:
+                # The sequencer is unreachable but not known dead, or the metadata store is
+                # between leaders: both pass; retry with backoff until the deadline.
                 if asyncio.get_running_loop().time() > deadline:
-                    raise
-                if self._sequencer_is_gone(seg.params):
-                    self.stats.reappended_records += len(records) if attempts == 0 else 0
-                    attempts += 1
-                    await self.reconfigure(log_id, expected_version=version)
-                else:
-                    log.info("append retry", extra={"log": log_id, "error": str(e)})
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, _RETRY_MAX_S)
+                    raise LogUnavailable(f"append to log {log_id} gave up: {e}") from e
+                log.info("append retry", extra={"log": log_id, "error": str(e)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+                attempts += 1
                 continue
-            self.stats.appended_records += len(records)
-            return seg.lsn(last - len(records) + 1)
+            if done is not None:
+                self.stats.appended_records += len(records)
+                return done
+            attempts += 1
+
+    async def _append_once(self, log_id: int, records: Sequence[bytes], attempts: int) -> int | None:
+        """One try: the first LSN, or None when the caller should simply try again."""
+        chain, version = await self.chain(log_id)
+        if chain is None:
+            await self._create_first_segment(log_id)
+            return None
+        seg = chain.tail
+        if seg.params is None:
+            raise LogSealed(f"log {log_id} is sealed at LSN {seg.base_lsn}; reconfigure it to append")
+        loglet = self._provider.loglet(seg.params)
+        try:
+            last = await loglet.enqueue_batch(records)
+        except LogletSealed:
+            if attempts == 0:
+                self.stats.reappended_records += len(records)
+            await self._after_sealed(log_id, chain, version)
+            return None
+        except LogUnavailable:
+            if not self._sequencer_is_gone(seg.params):
+                raise
+            if attempts == 0:
+                self.stats.reappended_records += len(records)
+            await self.reconfigure(log_id, expected_version=version)
+            return None
+        return seg.lsn(last - len(records) + 1)
 
     def _sequencer_is_gone(self, params: LogletParams) -> bool:
         seq = params.sequencer

@@ -32,3 +32,7 @@ class InvalidLsn(BifrostError):
 
 class LogUnavailable(BifrostError):
     """The log cannot make progress now (no quorum, no sequencer); retrying later may succeed."""
+
+
+class LogSealed(BifrostError):
+    """The log was sealed by an operator: no append succeeds until it is reconfigured."""

@@ -20,8 +20,8 @@ from node.client import (
     LogClient,
     NodeClient,
     NodeUnreachable,
-    NotFound,
     OutcomeUnknown,
+    Refused,
     VersionMismatch,
     put_with_retry,
 )
@@ -478,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, UsageError) as e:
         print(f"durastate: {e}", file=sys.stderr)
         return 2
-    except (CliError, ClusterError, NodeUnreachable, OutcomeUnknown, NotFound) as e:
+    except (CliError, ClusterError, NodeUnreachable, OutcomeUnknown, Refused) as e:
         print(f"durastate: {e}", file=sys.stderr)
         return 1
     except InvalidRequest as e:  # the node refused the input itself: a usage error

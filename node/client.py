@@ -15,8 +15,9 @@ class NodeUnreachable(Exception):
     """The node did not answer (down, starting, or partitioned)."""
 
 
-class NotFound(Exception):
-    """The node answered that the thing asked for does not exist (e.g. an unknown log)."""
+class Refused(Exception):
+    """The node refused: the thing asked for does not exist (an unknown log) or the request is
+    impossible in its current state (appending to a sealed log)."""
 
 
 class VersionMismatch(Exception):
@@ -72,8 +73,8 @@ class NodeClient:
                 raise OutcomeUnknown(e.details()) from None
             if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidRequest(e.details()) from None
-            if e.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(e.details()) from None
+            if e.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                raise Refused(e.details()) from None
             raise
 
     def node_info(self, timeout: float | None = None) -> node_pb2.NodeInfo:
@@ -142,7 +143,7 @@ class LogClient:
             if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidRequest(e.details()) from None
             if e.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(e.details()) from None
+                raise Refused(e.details()) from None
             if e.code() in _RETRYABLE:
                 raise NodeUnreachable(f"{self._node.address}: {e.code().name}: {e.details()}") from None
             raise

@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from bifrost.bifrost import LogRecord
 from bifrost.core import Chain
-from bifrost.errors import InvalidLsn, LogUnavailable, RecordTooLarge, UnknownLog
+from bifrost.errors import InvalidLsn, LogSealed, LogUnavailable, RecordTooLarge, UnknownLog
 from metadata import (
     InvalidKey,
     MetadataStore,
@@ -42,6 +42,7 @@ _LOG_ERRORS: dict[type[Exception], grpc.StatusCode] = {
     RecordTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
     ValueError: grpc.StatusCode.INVALID_ARGUMENT,
     LogUnavailable: grpc.StatusCode.UNAVAILABLE,
+    LogSealed: grpc.StatusCode.FAILED_PRECONDITION,
     MetadataUnavailable: grpc.StatusCode.UNAVAILABLE,
     UnknownOutcome: grpc.StatusCode.UNAVAILABLE,
 }
