@@ -214,7 +214,7 @@ class Bifrost:
             await self._after_sealed(log_id, chain, version)
             return None
         except LogUnavailable:
-            if not self._sequencer_is_gone(seg.params):
+            if not self.sequencer_is_gone(seg.params):
                 raise
             if attempts == 0:
                 self.stats.reappended_records += len(records)
@@ -222,7 +222,7 @@ class Bifrost:
             return None
         return seg.lsn(last - len(records) + 1)
 
-    def _sequencer_is_gone(self, params: LogletParams) -> bool:
+    def sequencer_is_gone(self, params: LogletParams) -> bool:
         seq = params.sequencer
         if seq.node == self.me:
             return seq != self._provider.me  # an earlier incarnation of this node

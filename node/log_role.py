@@ -27,6 +27,7 @@ HEARTBEAT_INTERVAL_S = 0.2
 # A peer silent for this long is dead: appends to its sequencer stop waiting and reconfigure.
 FAILURE_TIMEOUT_MS = 1000
 SUSPECT_MS = 2000
+WATCHDOG_INTERVAL_S = 1.0
 
 
 class ClusterView:
@@ -108,6 +109,7 @@ class LogRole:
         self._tasks = [
             asyncio.ensure_future(self.view.follow(self._store)),
             asyncio.ensure_future(self._heartbeats()),
+            asyncio.ensure_future(self._watchdog()),
         ]
 
     async def stop(self) -> None:
@@ -130,6 +132,26 @@ class LogRole:
                     self.network.notify(node, beat)
             self._apply(self.detector.step(Tick(now_ms())))
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+    async def _watchdog(self) -> None:
+        """Logs nobody appends to still need a live sequencer (readers and the next appender
+        would otherwise wait on a dead one): the lowest live node reconfigures them."""
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            live = self._live_log_servers()
+            if not live or min(live) != self.me.node:
+                continue
+            try:
+                config = await self.bifrost.logs_config()
+                for log_id in config.log_ids:
+                    chain, version = await self.bifrost.chain(log_id)
+                    if chain is None or chain.tail.params is None:
+                        continue
+                    if self.bifrost.sequencer_is_gone(chain.tail.params):
+                        log.info("watchdog reconfigures a log with a dead sequencer", extra={"log": log_id})
+                        await self.bifrost.reconfigure(log_id, expected_version=version)
+            except Exception as e:  # the watchdog must outlive any one failed round
+                log.info("watchdog round failed", extra={"error": repr(e)})
 
     def _on_node_message(self, reply: Any, request_id: int, message: Any) -> None:
         if isinstance(message, Heartbeat):
