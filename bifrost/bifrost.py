@@ -17,10 +17,11 @@ the chain; concurrent reconfigurers race and the losers adopt the winner's chain
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bifrost.chain_store import LogsConfig, cas_chain, chain_key, load_chain, load_logs_config
@@ -67,11 +68,22 @@ class LogTrimGap:
 LogEntry = LogRecord | LogTrimGap
 
 
+# Upper bounds (seconds) of the append latency histogram buckets.
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
 @dataclass(slots=True)
 class BifrostStats:
     appended_records: int = 0
     reappended_records: int = 0
     reconfigurations: int = 0
+    # Append latency: counts per bucket of LATENCY_BUCKETS_S (last = +Inf), and their sum.
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
+    latency_sum_s: float = 0.0
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.latency_sum_s += seconds
 
 
 class Bifrost:
@@ -175,7 +187,8 @@ class Bifrost:
             if len(r) > self._max_record_bytes:
                 raise RecordTooLarge(len(r), self._max_record_bytes)
         await self._check_log(log_id)
-        deadline = asyncio.get_running_loop().time() + APPEND_DEADLINE_S
+        started = asyncio.get_running_loop().time()
+        deadline = started + APPEND_DEADLINE_S
         delay = _RETRY_MIN_S
         attempts = 0
         while True:
@@ -193,6 +206,7 @@ class Bifrost:
                 continue
             if done is not None:
                 self.stats.appended_records += len(records)
+                self.stats.observe_latency(asyncio.get_running_loop().time() - started)
                 return done
             attempts += 1
 
@@ -338,9 +352,12 @@ class Bifrost:
 
     async def find_tail(self, log_id: int) -> tuple[int, bool]:
         """(next LSN to be written, whether the log is sealed)."""
-        chain, _ = await self.chain(log_id)
+        chain, version = await self.chain(log_id)
         if chain is None:
             return 1, False
+        if chain.tail.params is not None and self.sequencer_is_gone(chain.tail.params):
+            # Only a live sequencer knows an open segment's tail: replace a dead one first.
+            chain = await self.reconfigure(log_id, expected_version=version)
         seg = chain.tail
         if seg.params is None:
             return seg.base_lsn, True

@@ -1,10 +1,12 @@
-"""The ingress (:8080) and admin (:9070) HTTP servers. For now they answer health only."""
+"""The ingress (:8080) and admin (:9070) HTTP servers: health, and metrics on the admin port."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from node import metrics
 from node.config import NodeConfig
+from node.log_role import LogRole
 
 
 async def _ok(request: web.Request) -> web.Response:
@@ -18,12 +20,16 @@ def _app(cfg: NodeConfig, routes: list[web.RouteDef]) -> web.Application:
     return app
 
 
-async def start_http_servers(cfg: NodeConfig) -> list[web.AppRunner]:
+async def start_http_servers(cfg: NodeConfig, log_role: LogRole) -> list[web.AppRunner]:
     """Start ingress then admin; the caller calls this only once the node is ready."""
+
+    async def metrics_handler(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(log_role), content_type="text/plain", charset="utf-8")
+
     runners = []
     for port, routes in (
         (cfg.ports.ingress, [web.get("/restate/health", _ok)]),
-        (cfg.ports.admin, [web.get("/health", _ok)]),
+        (cfg.ports.admin, [web.get("/health", _ok), web.get("/metrics", metrics_handler)]),
     ):
         runner = web.AppRunner(_app(cfg, routes), access_log=None)
         await runner.setup()

@@ -74,6 +74,10 @@ def group_members(pgid: int) -> list[int]:
     return pids
 
 
+def _running(pids: list[int]) -> list[int]:
+    return [p for p in pids if (stat := _proc_stat(p)) is not None and stat[0] != "Z"]
+
+
 def tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -199,25 +203,46 @@ class LocalCluster:
             if pending:
                 time.sleep(0.2)
 
-    def signal(self, node: ClusterNode, sig: signal.Signals) -> None:
-        pid = self.pid(node)
-        if pid is None or not self.alive(node):
-            raise ClusterError(f"node {node.name} is not running")
-        os.killpg(pid, sig)
-
-    def stop(self, node: ClusterNode, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """SIGTERM the node's group, then SIGKILL what is left after the timeout."""
+    def processes(self, node: ClusterNode) -> list[int]:
+        """The node's live processes (server and etcd member): members of its process group whose
+        command line names its base dir. A pid, and so a group id, may be reused by another
+        program (or another test run's node) once ours died: never signal by group id alone."""
         pid = self.pid(node)
         if pid is None:
-            return
-        if group_members(pid):
-            os.killpg(pid, signal.SIGTERM)
+            return []
+        mine = []
+        marker = str(node.base_dir).encode()
+        for member in group_members(pid):
+            try:
+                if marker in Path(f"/proc/{member}/cmdline").read_bytes():
+                    mine.append(member)
+            except OSError:
+                continue
+        return mine
+
+    def _kill(self, pids: list[int], sig: signal.Signals) -> None:
+        for p in pids:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+
+    def signal(self, node: ClusterNode, sig: signal.Signals) -> None:
+        if not self.alive(node):
+            raise ClusterError(f"node {node.name} is not running")
+        self._kill(self.processes(node), sig)
+
+    def stop(self, node: ClusterNode, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM the node's processes, then SIGKILL what is left after the timeout."""
+        pids = self.processes(node)
+        if pids:
+            self._kill(pids, signal.SIGCONT)  # a paused node cannot act on SIGTERM
+            self._kill(pids, signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
-            while group_members(pid) and time.monotonic() < deadline:
+            while _running(pids) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if group_members(pid):
-                os.killpg(pid, signal.SIGKILL)
-            while group_members(pid):
+            self._kill(_running(pids), signal.SIGKILL)
+            while _running(pids):
                 time.sleep(0.02)
         node.pid_path.unlink(missing_ok=True)
 

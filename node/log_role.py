@@ -11,6 +11,7 @@ from bifrost.bifrost import Bifrost
 from bifrost.chain_store import provision_logs
 from bifrost.core._types import GenerationalNodeId
 from bifrost.log_server.store import RocksLogStore
+from bifrost.log_server.writer import WriterStats
 from bifrost.replicated.log_server import LogServerService
 from bifrost.replicated.messages import Heartbeat, WireCodec
 from bifrost.replicated.provider import ReplicatedProvider
@@ -96,6 +97,9 @@ class LogRole:
         self.bifrost = Bifrost(
             store, self.provider, self._live_log_servers, max_record_bytes=cfg.bifrost.max_record_bytes
         )
+
+    def log_store_writer_stats(self) -> WriterStats | None:
+        return self._log_store.writer.stats if self._log_store is not None else None
 
     def _is_dead(self, node: int) -> bool:
         return node != self.me.node and not self.detector.is_alive(node)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from node.client import NodeClient, put_with_retry
-from node.local_cluster import LocalCluster, group_members
+from node.local_cluster import LocalCluster
 from tests.support.procs import run_cli
 from tests.support.wait import wait_until
 
@@ -28,17 +28,16 @@ def cluster_dir(tmp_path: Path) -> Iterator[Path]:
         yield base
     finally:
         run_cli("cluster", "down", "--base-dir", str(base))
-        # Whatever `down` missed is still stopped, by pid and process group.
+        # Whatever `down` missed is still stopped, by pid.
         if LocalCluster.exists(base):
             cluster = LocalCluster.load(base)
             for node in cluster.nodes:
-                pid = cluster.pid(node)
-                if pid and group_members(pid):
-                    os.killpg(pid, signal.SIGKILL)
+                for pid in cluster.processes(node):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def node_pids_with_children(cluster: LocalCluster) -> list[int]:
-    return [p for node in cluster.nodes if (pid := cluster.pid(node)) for p in group_members(pid)]
+    return [p for node in cluster.nodes for p in cluster.processes(node)]
 
 
 def still_running(pids: list[int]) -> list[int]:
@@ -62,7 +61,7 @@ def test_three_nodes_survive_leader_loss_and_full_restart(cluster_dir: Path) -> 
     assert leader in {"n1", "n2", "n3"}
     cluster = LocalCluster.load(cluster_dir)
     # Each node runs its own etcd member in its process group.
-    assert all(len(group_members(cluster.pid(n))) >= 2 for n in cluster.nodes)
+    assert all(len(cluster.processes(n)) >= 2 for n in cluster.nodes)
 
     # Kill the node that holds the etcd leader; a write through a survivor must go through.
     killed = run_cli("cluster", "kill", leader, "--base-dir", base)

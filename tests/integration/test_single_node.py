@@ -62,9 +62,19 @@ def test_single_node_defaults_restart_and_metadata(procs: Procs, tmp_path: Path)
     )
     assert stale.returncode == 1
     assert f"current version is {v1}" in stale.stderr
+    # The single node runs the log with replication 1: append, read back, and see it in /metrics.
+    assert run_cli("log", "append", "1", "x", "y", "--address", address).stdout.split() == ["1", "2"]
+    assert run_cli("log", "read", "1", "--address", address).stdout == "1 x\n2 y\n"
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    assert "durastate_bifrost_appended_records_total 2.0" in text
+    assert 'durastate_bifrost_append_seconds_bucket{le="+Inf"} 1.0' in text
     stop_node(proc)
 
     proc = start_node(procs, tmp_path, env)
+    assert run_cli("log", "read", "1", "--address", address).stdout == "1 x\n2 y\n", (
+        "the log survives a restart"
+    )
     with NodeClient(address) as client:
         assert client.node_info().generation == 2, "a restarted node must have a higher generation"
     got = run_cli("metadata", "get", "greeting", "--address", address, "--json")

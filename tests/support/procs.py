@@ -6,13 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-
-from node.local_cluster import group_members
 
 DURASTATE = [sys.executable, "-m", "node.cli"]
 
@@ -33,7 +30,6 @@ class Procs:
     """Starts processes in their own group and kills every group at teardown."""
 
     def __init__(self) -> None:
-        self.pgids: list[int] = []
         self.popens: list[subprocess.Popen] = []
 
     def spawn(
@@ -48,18 +44,16 @@ class Procs:
                 start_new_session=True,
                 env=env or clean_env(),
             )
-        self.track(proc.pid)
         self.popens.append(proc)
         return proc
 
-    def track(self, pgid: int) -> None:
-        self.pgids.append(pgid)
-
     def stop_all(self) -> None:
-        for pgid in self.pgids:
-            if group_members(pgid):
+        # Only groups whose leader is still our child (not yet reaped): their ids cannot have
+        # been reused by anyone else.
+        for proc in self.popens:
+            if proc.poll() is None:
                 try:
-                    os.killpg(pgid, signal.SIGKILL)
+                    os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
         for proc in self.popens:
@@ -67,9 +61,6 @@ class Procs:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-        deadline = time.monotonic() + 10
-        while any(group_members(p) for p in self.pgids) and time.monotonic() < deadline:
-            time.sleep(0.05)
 
 
 @pytest.fixture

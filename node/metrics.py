@@ -1,0 +1,81 @@
+"""Prometheus metrics on the admin port's /metrics, read from the components' own counters at
+scrape time (the components keep plain stats objects and know nothing of Prometheus)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from bifrost.bifrost import LATENCY_BUCKETS_S
+from node.log_role import LogRole
+
+
+class LogRoleCollector(Collector):
+    def __init__(self, role: LogRole) -> None:
+        self._role = role
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+        stats = self._role.bifrost.stats
+        yield CounterMetricFamily(
+            "durastate_bifrost_appended_records",
+            "Records acknowledged by appends",
+            value=stats.appended_records,
+        )
+        yield CounterMetricFamily(
+            "durastate_bifrost_reappended_records",
+            "Records appended again after meeting a sealed segment (possible duplicates)",
+            value=stats.reappended_records,
+        )
+        yield CounterMetricFamily(
+            "durastate_bifrost_reconfigurations",
+            "Segments this node sealed and replaced",
+            value=stats.reconfigurations,
+        )
+        buckets, running = [], 0
+        for bound, count in zip((*LATENCY_BUCKETS_S, float("inf")), stats.latency_counts, strict=True):
+            running += count
+            buckets.append((str(bound) if bound != float("inf") else "+Inf", running))
+        yield HistogramMetricFamily(
+            "durastate_bifrost_append_seconds",
+            "Append latency until committed",
+            buckets=buckets,
+            sum_value=stats.latency_sum_s,
+        )
+        batches = GaugeMetricFamily(
+            "durastate_sequencer_batches", "Store batches sent by this node's sequencers", labels=["loglet"]
+        )
+        records = GaugeMetricFamily(
+            "durastate_sequencer_records", "Records sent by this node's sequencers", labels=["loglet"]
+        )
+        for loglet_id, seq in self._role.provider.sequencers.items():
+            name = f"{loglet_id >> 32}_{loglet_id & 0xFFFFFFFF}"
+            batches.add_metric([name], seq.batches_sent)
+            records.add_metric([name], seq.records_sent)
+        yield batches
+        yield records
+        writer = self._role.log_store_writer_stats()
+        if writer is not None:
+            yield CounterMetricFamily(
+                "durastate_log_server_syncs", "Synced RocksDB write batches", value=writer.batches
+            )
+            yield CounterMetricFamily(
+                "durastate_log_server_write_sets",
+                "Persist write sets group-committed",
+                value=writer.write_sets,
+            )
+        alive = GaugeMetricFamily("durastate_peer_alive", "Failure detector's view of peers", labels=["peer"])
+        for node in self._role.view.log_servers():
+            if node != self._role.me.node:
+                alive.add_metric(
+                    [self._role.view.name_of(node)], 1.0 if self._role.detector.is_alive(node) else 0.0
+                )
+        yield alive
+
+
+def render(role: LogRole) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(LogRoleCollector(role))
+    return generate_latest(registry)
