@@ -6,8 +6,10 @@ A single node uses the defaults. Node ``k`` (1-based) of a local cluster shifts 
 
 from __future__ import annotations
 
+import random
 import socket
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 DEFAULT_INGRESS_PORT = 8080
 DEFAULT_ADMIN_PORT = 9070
@@ -44,18 +46,28 @@ def ports_for_node(index: int, base: Ports | None = None) -> Ports:
     return (base or Ports()).shifted((index - 1) * NODE_PORT_STRIDE)
 
 
-def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """Ports the kernel reports free right now; held open together so they are distinct."""
-    socks = []
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """Distinct ports free right now, chosen *below* the kernel's ephemeral range: a port the
+    kernel hands out as port 0 is soon reused as the source port of some outgoing connection,
+    and a server started a moment later then fails to bind it."""
+    low, _ = _ephemeral_range()
+    candidates = list(range(10000, max(10001, low)))
+    random.SystemRandom().shuffle(candidates)
+    chosen: list[int] = []
+    for port in candidates:
+        if not port_in_use(port, host):
+            chosen.append(port)
+            if len(chosen) == count:
+                return chosen
+    raise OSError(f"fewer than {count} free ports on {host} below {low}")
 
 
 def free_node_ports(host: str = LOOPBACK) -> Ports:
