@@ -468,6 +468,14 @@ def build_parser() -> argparse.ArgumentParser:
     log_cmd("trim", cmd_log_trim, "drop records up to an LSN").add_argument("up_to", type=int)
     log_cmd("seal", cmd_log_seal, "seal the log (operators)")
     log_cmd("reconfigure", cmd_log_reconfigure, "seal the tail segment and start a new one on this node")
+
+    bench = sub.add_parser("bench", help="benchmarks (real node processes, figures beside the floor)")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    append = bench_sub.add_parser("append", help="append latency, throughput and failover of the log")
+    from bench import append_latency
+
+    append_latency.build_parser(append)
+    append.set_defaults(func=append_latency.run)
     return parser
 
 
