@@ -35,7 +35,15 @@ from bifrost.core import (
     select_nodeset,
 )
 from bifrost.core._types import LogletParams, loglet_id
-from bifrost.errors import InvalidLsn, LogletSealed, LogSealed, LogUnavailable, RecordTooLarge, UnknownLog
+from bifrost.errors import (
+    InvalidLsn,
+    LogletSealed,
+    LogSealed,
+    LogUnavailable,
+    RecordTooLarge,
+    SequencerGone,
+    UnknownLog,
+)
 from bifrost.loglet import Record, TrimGap
 from bifrost.replicated.provider import ReplicatedProvider
 from bifrost.replicated.runtime import CoreDriver, now_ms
@@ -227,8 +235,8 @@ class Bifrost:
                 self.stats.reappended_records += len(records)
             await self._after_sealed(log_id, chain, version)
             return None
-        except LogUnavailable:
-            if not self.sequencer_is_gone(seg.params):
+        except LogUnavailable as e:
+            if not isinstance(e, SequencerGone) and not self.sequencer_is_gone(seg.params):
                 raise
             if attempts == 0:
                 self.stats.reappended_records += len(records)
@@ -240,7 +248,7 @@ class Bifrost:
         seq = params.sequencer
         if seq.node == self.me:
             return seq != self._provider.me  # an earlier incarnation of this node
-        return self._provider.is_dead(seq.node)
+        return self._provider.is_dead(seq.node) or self._provider.is_stale(seq)
 
     async def _after_sealed(self, log_id: int, chain: Chain, version: int | None) -> None:
         """The tail loglet is sealed: wait for the next segment, or make it ourselves."""
@@ -362,6 +370,14 @@ class Bifrost:
         if seg.params is None:
             return seg.base_lsn, True
         tail = await self._provider.loglet(seg.params).find_tail()
+        if tail.sealed:
+            # A sealed tail segment whose successor is not in the chain yet: extend the chain,
+            # so the tail we report is the one the chain fixes, not this node's own find-tail.
+            chain = await self.reconfigure(log_id, expected_version=version)
+            seg = chain.tail
+            if seg.params is None:
+                return seg.base_lsn, True
+            tail = await self._provider.loglet(seg.params).find_tail()
         return seg.lsn(tail.offset), False
 
     async def trim(self, log_id: int, up_to_lsn: int) -> None:
@@ -431,12 +447,8 @@ class Bifrost:
                     lsn = seg.lsn(entry.to_offset) + 1
                 if to_lsn is not None and lsn > to_lsn:
                     return
-            # The loglet ended (sealed): continue in the next segment.
-            end = self._chains[log_id][0]
-            if end is not None:
-                nxt = end.end_lsn(seg) if seg in end.segments else None
-                if nxt is not None:
-                    lsn = max(lsn, nxt)
+            # The loglet ended where the chain says it does: the loop continues in the next
+            # segment (chain.find maps the next LSN there).
 
 
 def _segments_with_end(chain: Chain) -> list[tuple[Segment, int | None]]:

@@ -36,3 +36,8 @@ class LogUnavailable(BifrostError):
 
 class LogSealed(BifrostError):
     """The log was sealed by an operator: no append succeeds until it is reconfigured."""
+
+
+class SequencerGone(LogUnavailable):
+    """The loglet's sequencer process is gone for good (its node restarted with a new
+    generation): the segment must be sealed and replaced."""

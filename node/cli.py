@@ -476,10 +476,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     append_latency.build_parser(append)
     append.set_defaults(func=append_latency.run)
+
+    chaos = sub.add_parser(
+        "chaos",
+        add_help=False,
+        help="kill, pause, partition and slow a local cluster under load; check the log",
+    )
+    chaos.add_argument("rest", nargs=argparse.REMAINDER)
+    chaos.set_defaults(func=_chaos)
     return parser
 
 
+def _chaos(args: argparse.Namespace) -> int:
+    from chaos.cli import main as chaos_main
+
+    return chaos_main(args.rest)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["chaos"]:
+        # chaos has its own parser (and options argparse's REMAINDER would not pass through).
+        return _chaos(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

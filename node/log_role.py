@@ -93,7 +93,9 @@ class LogRole:
             view.data_address,
             lambda reply, rid, msg: self.provider.handle_request(reply, rid, msg),
         )
-        self.provider = ReplicatedProvider(me, self.network, log_server, self._is_dead, self._on_node_message)
+        self.provider = ReplicatedProvider(
+            me, self.network, log_server, self._is_dead, self._is_stale, self._on_node_message
+        )
         self.bifrost = Bifrost(
             store, self.provider, self._live_log_servers, max_record_bytes=cfg.bifrost.max_record_bytes
         )
@@ -103,6 +105,10 @@ class LogRole:
 
     def _is_dead(self, node: int) -> bool:
         return node != self.me.node and not self.detector.is_alive(node)
+
+    def _is_stale(self, process: GenerationalNodeId) -> bool:
+        node = self.view.by_id(process.node)
+        return node is not None and node.generation > process.generation
 
     def _live_log_servers(self) -> list[int]:
         return [n for n in self.view.log_servers() if n == self.me.node or self.detector.is_alive(n)]

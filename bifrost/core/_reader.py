@@ -116,8 +116,15 @@ class ReadStream:
         if isinstance(inp, Tick):
             self._now = max(self._now, inp.now_ms)
         elif isinstance(inp, SetTail):
-            self._learn(inp.tail)
-            self._final = self._final or inp.final
+            if inp.final:
+                # The loglet's end as the chain records it. Log-servers may know a higher
+                # "global tail" (a concurrent find-tail that lost the chain's CAS may have
+                # repaired more), but nothing at or past the chain's end belongs to the log.
+                if not self._final:
+                    self._tail = inp.tail
+                self._final = True
+            else:
+                self._learn(inp.tail)
         elif isinstance(inp, NodeDead | NodeAlive):
             self._dead[inp.node] = isinstance(inp, NodeDead)
         elif isinstance(inp, Response):

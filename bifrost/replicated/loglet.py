@@ -2,7 +2,9 @@
 
 Appends go to the sequencer: in-process when this node runs it, else as an ``AppendRequest`` to
 the sequencer's node. Seal and trim run their task cores; reads run a ``ReadStream`` core.
-Known limits: ``find_tail`` of an open loglet asks the sequencer (the only one that knows the
+Reads of a sealed loglet end where the *chain* says it ends (``mark_sealed``), never at a tail
+this node found itself: two find-tails racing on different nodes may repair to different tails,
+and only the one whose chain CAS won is the log. Known limits: ``find_tail`` of an open loglet asks the sequencer (the only one that knows the
 committed tail without sealing); when the sequencer cannot be reached the loglet reports
 ``LogUnavailable`` and the log above it reconfigures.
 """
@@ -26,7 +28,7 @@ from bifrost.core import (
     TrimTask,
 )
 from bifrost.core._types import LogletParams
-from bifrost.errors import LogletSealed, LogUnavailable
+from bifrost.errors import LogletSealed, LogUnavailable, SequencerGone
 from bifrost.loglet import LogletEntry, Record, TailState, TrimGap
 from bifrost.replicated.messages import (
     AppendRequest,
@@ -50,8 +52,12 @@ class ReplicatedLoglet:
     def __init__(self, params: LogletParams, provider: ReplicatedProvider) -> None:
         self.params = params
         self._provider = provider
+        # Where the chain says this loglet ends: the only end reads may use.
         self._sealed_tail: int | None = None
         self._sealed_event = asyncio.Event()
+        # The sealed tail a find-tail run on this node computed. Concurrent runs elsewhere may
+        # compute another one and win the chain's CAS, so this answers find_tail only.
+        self._found_tail: int | None = None
         self._trim_point = 0
 
     @property
@@ -87,6 +93,8 @@ class ReplicatedLoglet:
             return resp.last_offset
         if resp.status == AppendStatus.SEALED:
             raise LogletSealed(resp.known_global_tail)
+        if resp.status == AppendStatus.NOT_SEQUENCER:
+            raise SequencerGone(f"{self.params.sequencer} no longer runs: {resp.message}")
         raise LogUnavailable(f"sequencer N{node}: {resp.status} {resp.message}".strip())
 
     # --- tail ---
@@ -106,7 +114,7 @@ class ReplicatedLoglet:
             raise LogUnavailable(f"sequencer N{node} did not answer the tail query") from None
         assert isinstance(resp, GetTailResponse)
         if not resp.found:
-            raise LogUnavailable(f"N{node} does not sequence loglet {self.loglet_id} (restarted?)")
+            raise SequencerGone(f"{self.params.sequencer} no longer runs: N{node} restarted")
         if resp.sealed:
             return TailState(await self._find_sealed_tail(), True)
         return TailState(resp.known_global_tail, False)
@@ -139,15 +147,15 @@ class ReplicatedLoglet:
         await self._find_sealed_tail()
 
     async def _find_sealed_tail(self) -> int:
-        """Seal on an f-majority, repair up to the highest sealed local tail, and remember that
-        tail as this loglet's end. Safe to run anywhere, any number of times."""
-        if self._sealed_tail is None:
+        """Seal on an f-majority and repair up to the highest sealed local tail. Safe to run
+        anywhere, any number of times; the chain's end, once known, wins."""
+        if self._sealed_tail is not None:
+            return self._sealed_tail
+        if self._found_tail is None:
             core = FindTailTask(self.params, now_ms=now_ms(), known_global_tail=self._known_global_tail())
             found: TailFound = await self._run_task(core, TailFound)
-            if self._sealed_tail is None:
-                self.mark_sealed(found.tail)
-        assert self._sealed_tail is not None
-        return self._sealed_tail
+            self._found_tail = found.tail
+        return self._sealed_tail if self._sealed_tail is not None else self._found_tail
 
     async def trim(self, offset: int) -> None:
         tail = await self.find_tail()
@@ -226,7 +234,8 @@ class ReplicatedLoglet:
             if tail is not None and not tail.sealed:
                 driver.feed(SetTail(tail.offset))
             if tail is not None and tail.sealed:
-                return  # find_tail marked the loglet sealed
+                await self._sealed_event.wait()  # only the chain says where reads end
+                return
             try:
                 await asyncio.wait_for(self._sealed_event.wait(), REMOTE_TAIL_POLL_S)
             except TimeoutError:

@@ -39,12 +39,15 @@ class ReplicatedProvider:
         network: Network,
         log_server: LogServerService | None,
         is_dead: Callable[[int], bool] = lambda node: False,
+        is_stale: Callable[[GenerationalNodeId], bool] = lambda node: False,
         on_other_request: Callable[[Callable[[int, Any], None], int, Any], None] | None = None,
     ) -> None:
         self.me = me
         self.network = network
         self._log_server = log_server
         self.is_dead = is_dead
+        # True when that process is known to be replaced by a newer generation of its node.
+        self.is_stale = is_stale
         self._on_other_request = on_other_request
         self._sequencers: dict[int, SequencerService] = {}
         self._loglets: dict[int, ReplicatedLoglet] = {}
