@@ -1,0 +1,1 @@
+"""Chaos harness: checker and schedule unit tests, real chaos runs on a local cluster."""
