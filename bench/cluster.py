@@ -82,8 +82,10 @@ class BenchCluster:
     def stop_all(self) -> None:
         for node in self.nodes:
             self.cluster.stop(node)
-        # Every group ever spawned (a killed and restarted node has two), not only current pid files.
-        left = {pgid: group_members(pgid) for pgid in self._spawned}
+        # Every group ever spawned (a killed and restarted node has two), not only current pid
+        # files; only processes of this cluster count (a group id may be reused by others).
+        marker = str(self.cluster.base_dir).encode()
+        left = {pgid: [p for p in group_members(pgid) if marker in _cmdline(p)] for pgid in self._spawned}
         left = {pgid: pids for pgid, pids in left.items() if pids}
         if left:
             raise ClusterError(f"processes left behind after stopping the cluster: {left}")
@@ -145,5 +147,13 @@ class BenchCluster:
         pid = self.cluster.pid(node)
         if pid is None or not self.cluster.alive(node):
             return []
-        infos = [info for p in group_members(pid) if (info := process_info(p)) is not None]
+        infos = [info for p in self.cluster.processes(node) if (info := process_info(p)) is not None]
         return sorted(infos, key=lambda i: i.pid != pid)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 import signal
 import threading
@@ -35,7 +34,7 @@ from chaos.schedule import (
     Fault,
 )
 from node.client import LogClient, NodeClient
-from node.local_cluster import ClusterNode, LocalCluster, group_members
+from node.local_cluster import ClusterNode, LocalCluster
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +46,6 @@ SLOW_LATENCY_MS, SLOW_JITTER_MS = 400, 200
 
 PARTITIONS = frozenset({PARTITION_RANDOM, PARTITION_SEQUENCER})
 PROXIED = frozenset({LATENCY, SLOW_LOG_SERVER})
-
-
-def _wait_gone(pgid: int, timeout_s: float = KILL_WAIT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while group_members(pgid):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"process group {pgid} survived SIGKILL for {timeout_s}s")
-        time.sleep(0.02)
 
 
 class ProxyThread:
@@ -158,9 +149,7 @@ class Nemeses:
 
     def _kill(self, node: ClusterNode) -> None:
         """SIGKILL the node's whole group (its etcd member too) and wait until it is gone."""
-        pid = self.cluster.pid(node)
-        if pid is not None and group_members(pid):
-            kill_group(pid)
+        self.cluster.kill(node)
         self._paused.discard(node.name)  # SIGKILL works on a stopped process too
         self._down.add(node.name)
 
@@ -207,9 +196,7 @@ class Nemeses:
                     self._kill(n)
             case "partition-random" | "partition-sequencer":
                 assert node is not None and self.net is not None
-                pid = self.cluster.pid(node)
-                if pid is not None:
-                    self.net.adopt(node.name, group_members(pid))
+                self.net.adopt(node.name, self.cluster.processes(node))
                 self.net.isolate(node.name, node.ports.node, self._peer_ports(node))
                 self._isolated.add(node.name)
             case "latency":
@@ -271,23 +258,13 @@ class Nemeses:
             self._remove_toxics()
         for node in self.cluster.nodes:
             if not self.cluster.alive(node):
-                pid = self.cluster.pid(node)
-                if pid is not None and group_members(pid):
-                    kill_group(pid)  # a dead server whose etcd member lives on
+                self.cluster.kill(node)  # a dead server whose etcd member lives on
                 self.spawn(node)
 
     def healthy(self) -> bool:
         return all(self.cluster.alive(n) for n in self.cluster.nodes) and not (
             self._paused or self._isolated or self._toxics
         )
-
-
-def kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    _wait_gone(pgid)
 
 
 __all__ = ["KILL_RANDOM", "KILL_SEQUENCER", "PAUSE", "RESTART_ALL", "Active", "Nemeses", "ProxyThread"]

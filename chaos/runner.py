@@ -20,7 +20,6 @@ import logging
 import os
 import random
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -31,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from chaos.checker import Append, CheckResult, History, Observation, TailSample, check
-from chaos.nemesis import PROXIED, Active, Nemeses, ProxyThread, kill_group
+from chaos.nemesis import PROXIED, Active, Nemeses, ProxyThread
 from chaos.netfault import NetFaults
 from chaos.schedule import ALL_NEMESES, Fault, make_schedule
 from node.client import LogClient, NodeClient
-from node.local_cluster import ClusterNode, LocalCluster, group_members
+from node.local_cluster import ClusterNode, LocalCluster
 
 log = logging.getLogger(__name__)
 
@@ -538,19 +537,9 @@ def _final_reads(cluster: LocalCluster, final_tails: dict[int, int]) -> list[Obs
 
 
 def _stop_cluster(cluster: LocalCluster) -> None:
-    """Every node by pid; a stopped (SIGSTOP) group gets SIGCONT first so SIGTERM can work."""
-    for node in cluster.nodes:
-        pid = cluster.pid(node)
-        if pid is None or not group_members(pid):
-            continue
-        try:
-            os.killpg(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            continue
+    """Every node by its own pids; a stopped (SIGSTOP) node is continued first by `stop`."""
     for node in cluster.nodes:
         try:
             cluster.stop(node, timeout_s=5.0)
         except Exception:
-            pid = cluster.pid(node)
-            if pid is not None:
-                kill_group(pid)
+            cluster.kill(node)

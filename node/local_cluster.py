@@ -232,6 +232,17 @@ class LocalCluster:
             raise ClusterError(f"node {node.name} is not running")
         self._kill(self.processes(node), sig)
 
+    def kill(self, node: ClusterNode, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """SIGKILL the node's processes (its etcd member too, even if the server already died)
+        and wait until they are gone."""
+        pids = self.processes(node)
+        self._kill(pids, signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while _running(pids):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"node {node.name}: processes {_running(pids)} survived SIGKILL")
+            time.sleep(0.02)
+
     def stop(self, node: ClusterNode, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM the node's processes, then SIGKILL what is left after the timeout."""
         pids = self.processes(node)
