@@ -10,8 +10,9 @@ from rocksdict import Options, Rdict, ReadOptions
 
 from bifrost.errors import LogletSealed
 from bifrost.log_server.writer import GroupCommitWriter
-from bifrost.loglet import LogletEntry, Record, TailState, TrimGap
+from bifrost.loglet import LogletEntry, TailState
 from bifrost.providers import local_keys as keys
+from bifrost.providers._reading import read_loglet
 from bifrost.tail_watch import TailWatch
 
 # Records handed to a reader per RocksDB iterator pass.
@@ -119,21 +120,10 @@ class LocalLoglet:
     async def get_trim_point(self) -> int:
         return self._trim_point
 
-    async def read(self, from_offset: int) -> AsyncIterator[LogletEntry]:
-        offset = from_offset
-        while True:
-            if offset <= self._trim_point:
-                yield TrimGap(offset, self._trim_point)
-                offset = self._trim_point + 1
-                continue
-            tail = self._tail.state
-            if offset < tail.offset:
-                for off, payload in self._store.read_range(self._id, offset, tail.offset):
-                    if off != offset:  # trimmed concurrently: report the gap on the next pass
-                        break
-                    yield Record(off, payload)
-                    offset += 1
-            elif tail.sealed:
-                return
-            else:
-                await self._tail.wait_for_change(tail)
+    def read(self, from_offset: int) -> AsyncIterator[LogletEntry]:
+        return read_loglet(
+            from_offset,
+            lambda: self._trim_point,
+            self._tail,
+            lambda first, end: self._store.read_range(self._id, first, end),
+        )

@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from bifrost.errors import LogletSealed
-from bifrost.loglet import LogletEntry, Record, TailState, TrimGap
+from bifrost.loglet import LogletEntry, TailState
+from bifrost.providers._reading import read_loglet
 from bifrost.tail_watch import TailWatch
 
 
@@ -48,18 +49,8 @@ class MemoryLoglet:
     async def get_trim_point(self) -> int:
         return self._trim_point
 
-    async def read(self, from_offset: int) -> AsyncIterator[LogletEntry]:
-        offset = from_offset
-        while True:
-            if offset <= self._trim_point:
-                yield TrimGap(offset, self._trim_point)
-                offset = self._trim_point + 1
-                continue
-            tail = self._tail.state
-            if offset < tail.offset:
-                yield Record(offset, self._records[offset])
-                offset += 1
-            elif tail.sealed:
-                return
-            else:
-                await self._tail.wait_for_change(tail)
+    def read(self, from_offset: int) -> AsyncIterator[LogletEntry]:
+        return read_loglet(from_offset, lambda: self._trim_point, self._tail, self._fetch)
+
+    def _fetch(self, first: int, end: int) -> list[tuple[int, bytes]]:
+        return [(o, self._records[o]) for o in range(first, min(end, first + 256)) if o in self._records]
