@@ -36,7 +36,6 @@ class ClusterView:
 
     def __init__(self, initial: NodesConfig) -> None:
         self.nodes = initial
-        self.changed = asyncio.Event()
 
     def by_id(self, node_id: int) -> NodeConfig | None:
         for node in self.nodes.nodes.values():
@@ -63,8 +62,6 @@ class ClusterView:
                 async for found in store.watch(NODES_CONFIG_KEY):
                     if found is not None:
                         self.nodes = decode(NodesConfig, found.value)
-                        self.changed.set()
-                        self.changed = asyncio.Event()
             except (MetadataUnavailable, UnknownOutcome) as e:
                 log.info("nodes config watch interrupted", extra={"error": str(e)})
                 await asyncio.sleep(0.5)

@@ -171,11 +171,6 @@ class Peers:
             del self._conns[node]
             self._on_down(node)
 
-    def disconnect(self, node: int) -> None:
-        conn = self._conns.pop(node, None)
-        if conn is not None:
-            conn.close()
-
     async def close(self) -> None:
         self._closed = True
         for conn in list(self._conns.values()):
