@@ -227,11 +227,16 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 async def start_grpc_server(
     cfg: NodeConfig, servicer: NodeServicer
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    server = grpc.aio.server()
+    # gRPC sets SO_REUSEPORT by default: a second node (or a restart racing its dying
+    # predecessor) would then share the port silently instead of failing to bind.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     node_pb2_grpc.add_NodeServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    bound = server.add_insecure_port(f"{cfg.address}:{cfg.ports.node}")
+    try:
+        bound = server.add_insecure_port(f"{cfg.address}:{cfg.ports.node}")
+    except RuntimeError:  # grpcio >= 1.60 raises instead of returning 0
+        bound = 0
     if bound == 0:
         raise OSError(f"cannot bind the node port {cfg.address}:{cfg.ports.node}")
     await server.start()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.config import BifrostConfig, MetadataConfig, NodeConfig
-from node.ports import LOOPBACK, Ports, free_node_ports, ports_for_node
+from node.ports import LOOPBACK, PORTS_PER_NODE, Ports, free_ports, port_in_use, ports_for_node
 
 CLUSTER_FILE = "cluster.json"
 HEALTH_TIMEOUT_S = 90.0
@@ -74,8 +74,36 @@ def group_members(pgid: int) -> list[int]:
     return pids
 
 
+def _gone(pid: int) -> bool:
+    """True once no thread of ``pid`` runs any more. A thread group's leader shows state Z as soon
+    as its own thread exits, while its other threads may still be exiting and holding the
+    process's sockets: only when every task under /proc/<pid>/task is a zombie (or the process
+    was reaped) are its ports free."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    for tid in tasks:
+        try:
+            raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        if raw[raw.rindex(")") + 2 :].split()[0] != "Z":
+            return False
+    _reap(pid)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect our own child's exit status so it does not linger as a zombie (no-op otherwise)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
 def _running(pids: list[int]) -> list[int]:
-    return [p for p in pids if (stat := _proc_stat(p)) is not None and stat[0] != "Z"]
+    return [p for p in pids if not _gone(p)]
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -98,8 +126,13 @@ class LocalCluster:
             raise ValueError("--nodes must be at least 1")
         base_dir = base_dir.absolute()
         nodes = []
+        # All ports in one draw, so no two nodes of the cluster can be handed the same port.
+        drawn = free_ports(count * PORTS_PER_NODE) if use_free_ports else []
         for i in range(1, count + 1):
-            ports = free_node_ports() if use_free_ports else ports_for_node(i)
+            if use_free_ports:
+                ports = Ports(*drawn[(i - 1) * PORTS_PER_NODE : i * PORTS_PER_NODE])
+            else:
+                ports = ports_for_node(i)
             nodes.append(ClusterNode(f"n{i}", ports, base_dir / f"n{i}"))
         cluster = cls(base_dir, nodes)
         for node in nodes:
@@ -171,6 +204,7 @@ class LocalCluster:
     def spawn(self, node: ClusterNode) -> int:
         if self.alive(node):
             raise ClusterError(f"node {node.name} is already running (pid {self.pid(node)})")
+        self._wait_ports_free(node)
         with open(node.log_path, "ab") as logf:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "node.cli", "server", "--config", str(node.config_path)],
@@ -241,6 +275,19 @@ class LocalCluster:
         while _running(pids):
             if time.monotonic() > deadline:
                 raise ClusterError(f"node {node.name}: processes {_running(pids)} survived SIGKILL")
+            time.sleep(0.02)
+
+    def _wait_ports_free(self, node: ClusterNode, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """A restarted node must bind the ports its previous process held: wait until the kernel
+        has let go of them (the old process fully exited), and name the port if it never does."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            busy = [(name, port) for name, port in node.ports.as_dict().items() if port_in_use(port)]
+            if not busy:
+                return
+            if time.monotonic() > deadline:
+                name, port = busy[0]
+                raise ClusterError(f"node {node.name}: port {name}={port} is still in use; cannot start it")
             time.sleep(0.02)
 
     def stop(self, node: ClusterNode, timeout_s: float = STOP_TIMEOUT_S) -> None:

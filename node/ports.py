@@ -70,8 +70,11 @@ def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
     raise OSError(f"fewer than {count} free ports on {host} below {low}")
 
 
+PORTS_PER_NODE = len(Ports().as_dict())
+
+
 def free_node_ports(host: str = LOOPBACK) -> Ports:
-    return Ports(*free_ports(len(Ports().as_dict()), host))
+    return Ports(*free_ports(PORTS_PER_NODE, host))
 
 
 def port_in_use(port: int, host: str = LOOPBACK) -> bool:
