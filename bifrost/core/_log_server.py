@@ -23,10 +23,15 @@ Store acceptance rules, in order (Restate's log-server, §3.3 of the reference):
 4. sequencer differs from the first one ever seen       -> SEQUENCER_MISMATCH
 5. first offset > max(staging local tail, known global tail)
    (a hole above the global tail)                        -> OUT_OF_BOUNDS
-6. every offset already durable here                     -> OK at once
-7. seal being persisted: repair store                    -> SEALING (retry later)
+6. an offset already held here (durable or staged) with
+   different bytes                                       -> CONFLICT
+7. every offset already durable here, same bytes         -> OK at once (a retry or a repair)
+8. seal being persisted: repair store                    -> SEALING (retry later)
                          normal store                    -> SEALED once the seal is durable
-8. otherwise stage the write                             -> OK once durable
+9. otherwise stage the offsets not held yet              -> OK once all of them are durable
+
+Rule 6 is why an acknowledgement always vouches for the bytes the sender sent: a server never
+answers OK for an offset that holds someone else's record.
 
 Per-loglet modes (the seal is the only mode change; everything else is data):
 
@@ -138,6 +143,7 @@ class LogletMode(enum.Enum):
 
 class _Loglet:
     __slots__ = (
+        "staged",
         "known_global_tail",
         "local_tail",
         "mode",
@@ -158,6 +164,8 @@ class _Loglet:
         self.trim_point = st.trim_point
         self.known_global_tail = st.known_global_tail
         self.persisted_global_tail = st.known_global_tail
+        # Records accepted but not yet durable, by offset: rule 6 compares against them too.
+        self.staged: dict[int, bytes] = {}
 
 
 class _WaitKind(enum.Enum):
@@ -284,6 +292,9 @@ class LogServer:
         for w in writes:
             lg = self._loglet(w.loglet_id)
             match w:
+                case PutRecords(first_offset=first, payloads=payloads):
+                    for off in range(first, first + len(payloads)):
+                        lg.staged.pop(off, None)
                 case PutLocalTail(local_tail=t):
                     lg.local_tail = max(lg.local_tail, t)
                 case PutSealed():
@@ -326,8 +337,16 @@ class LogServer:
             return self._reply(req, Stored(self._header(lg, Status.SEQUENCER_MISMATCH)))
         if m.first_offset > max(lg.staging_local_tail, lg.known_global_tail):
             return self._reply(req, Stored(self._header(lg, Status.OUT_OF_BOUNDS)))
-        if self._durably_holds(lg, lid, m.first_offset, m.last_offset):
-            return self._reply(req, Stored(self._header(lg, Status.OK)))
+        keep_from = max(m.first_offset, lg.trim_point + 1)
+        missing = self._missing(lg, lid, keep_from, m)
+        if missing is None:
+            return self._reply(req, Stored(self._header(lg, Status.CONFLICT)))
+        if not missing:
+            if not any(off in lg.staged for off in range(keep_from, m.last_offset + 1)):
+                return self._reply(req, Stored(self._header(lg, Status.OK)))
+            if lg.mode is not LogletMode.SEALING:
+                # Same bytes already on their way to disk: acknowledge with them.
+                return self._after_everything_staged(_Waiter(_WaitKind.STORED, lid, req.sender, req.request_id))
         if lg.mode is LogletMode.SEALING:
             if repair:
                 return self._reply(req, Stored(self._header(lg, Status.SEALING)))
@@ -335,9 +354,10 @@ class LogServer:
                 _Waiter(_WaitKind.STORE_REFUSED_SEALED, lid, req.sender, req.request_id)
             )
         writes: list[Write] = []
-        keep_from = max(m.first_offset, lg.trim_point + 1)
-        if keep_from <= m.last_offset:
-            writes.append(PutRecords(lid, keep_from, m.payloads[keep_from - m.first_offset :]))
+        for first, payloads in missing:
+            writes.append(PutRecords(lid, first, payloads))
+            for i, p in enumerate(payloads):
+                lg.staged[first + i] = p
         if m.last_offset + 1 > lg.staging_local_tail:
             lg.staging_local_tail = m.last_offset + 1
             writes.append(PutLocalTail(lid, lg.staging_local_tail))
@@ -350,13 +370,40 @@ class LogServer:
             writes.append(PutKnownGlobalTail(lid, lg.known_global_tail))
         self._stage(writes, _Waiter(_WaitKind.STORED, lid, req.sender, req.request_id))
 
-    def _durably_holds(self, lg: _Loglet, lid: LogletId, first: int, last: int) -> bool:
-        if last >= lg.local_tail:
-            return False
-        lo = max(first, lg.trim_point + 1)
+    def _missing(
+        self, lg: _Loglet, lid: LogletId, lo: int, m: Store
+    ) -> list[tuple[int, tuple[bytes, ...]]] | None:
+        """The runs of [lo, last] not held here yet, as (first offset, payloads); None if an offset
+        is held (durable or staged) with other bytes. Offsets at or above the staging local tail
+        were never written, so a store that starts there (the sequencer's normal case) reads
+        nothing."""
+        last = m.last_offset
         if lo > last:
-            return True
-        return sum(1 for _ in self._storage.read(lid, lo, last)) == last - lo + 1
+            return []
+        held: dict[int, bytes] = {}
+        if lo < lg.staging_local_tail:
+            for off, payload in self._storage.read(lid, lo, min(last, lg.staging_local_tail - 1)):
+                held[off] = payload
+            for off in range(lo, min(last, lg.staging_local_tail - 1) + 1):
+                staged = lg.staged.get(off)
+                if staged is not None:
+                    held[off] = staged
+        runs: list[tuple[int, tuple[bytes, ...]]] = []
+        run_start = -1
+        for off in range(lo, last + 1):
+            payload = m.payloads[off - m.first_offset]
+            existing = held.get(off)
+            if existing is not None:
+                if existing != payload:
+                    return None
+                if run_start >= 0:
+                    runs.append((run_start, m.payloads[run_start - m.first_offset : off - m.first_offset]))
+                    run_start = -1
+            elif run_start < 0:
+                run_start = off
+        if run_start >= 0:
+            runs.append((run_start, m.payloads[run_start - m.first_offset :]))
+        return runs
 
     def _on_seal_open(self, lg: _Loglet, req: Request) -> None:
         lid = req.message.header.loglet_id
@@ -400,7 +447,9 @@ class LogServer:
         m = req.message
         assert isinstance(m, Trim)
         lid = m.header.loglet_id
-        point = min(m.trim_point, max(lg.local_tail, lg.known_global_tail) - 1)
+        # Only committed offsets may go: below the global tail, never the local tail (a local
+        # tail can include records that no quorum acknowledged).
+        point = min(m.trim_point, lg.known_global_tail - 1)
         if point <= lg.trim_point:
             return self._reply(req, Trimmed(self._header(lg, Status.OK)))
         # Readers see the gap at once; the reply waits for the deletion to be durable.

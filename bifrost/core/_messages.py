@@ -27,6 +27,8 @@ class Status(enum.Enum):
     MALFORMED = "malformed"
     OUT_OF_BOUNDS = "out-of-bounds"
     """The store would leave a hole above the known global tail, or a trim would pass the tail."""
+    CONFLICT = "conflict"
+    """The offset already holds a different record here: storing would overwrite it."""
     DISABLED = "disabled"
     DROPPED = "dropped"
     """Guaranteed not persisted (e.g. the request expired before it could be written)."""

@@ -15,7 +15,9 @@ Rules (reference §3.2):
   global tail, which is how log-servers learn it.
 * `Committed` goes out strictly in append order, only for batches below the global tail.
 * Stores that time out, or are refused with a retryable status, are retried per server
-  (`store_timeout_ms`, `retry_backoff_ms`), forever, while the loglet is open.
+  (`store_timeout_ms`, `retry_backoff_ms`), forever, while the loglet is open. A server that
+  answers CONFLICT holds another record at one of the batch's offsets: it never gets that
+  batch again (the batch can only commit on the others).
 * Servers that answer SEALED (or SEALING) are sealed for good. Once sealed servers form an
   f-majority the sequencer is SEALED: every unacknowledged batch and every later Append fails
   with `AppendError.SEALED`, and no further `Committed` is ever emitted (the first sealed tail
@@ -102,7 +104,7 @@ _RETRYABLE_REFUSALS = (
 
 
 class _Batch:
-    __slots__ = ("acked", "batch_id", "deadline", "first", "last", "payloads", "retry_at")
+    __slots__ = ("acked", "batch_id", "conflicts", "deadline", "first", "last", "payloads", "retry_at")
 
     def __init__(self, batch_id: int, first: int, payloads: tuple[bytes, ...]) -> None:
         self.batch_id = batch_id
@@ -110,6 +112,7 @@ class _Batch:
         self.last = first + len(payloads) - 1
         self.payloads = payloads
         self.acked: list[NodeId] = []
+        self.conflicts: list[NodeId] = []
         self.deadline: dict[NodeId, int] = {}  # outstanding store per server
         self.retry_at: dict[NodeId, int] = {}  # backoff after a refusal
 
@@ -209,6 +212,9 @@ class Sequencer:
                 batch.acked.append(node)
             if self._state is SequencerState.OPEN:
                 self._maybe_commit(batch)
+        elif h.status is Status.CONFLICT:
+            if node not in batch.conflicts:
+                batch.conflicts.append(node)
         elif h.status in _RETRYABLE_REFUSALS:
             batch.retry_at[node] = self._now + self._config.retry_backoff_ms
         if self._state is SequencerState.OPEN:
@@ -268,7 +274,7 @@ class Sequencer:
         for b in self._batches:
             for node in self._params.nodeset:
                 srv = self._servers[node]
-                if srv.dead or srv.sealed or node in b.acked:
+                if srv.dead or srv.sealed or node in b.acked or node in b.conflicts:
                     continue
                 if b.deadline.get(node, -1) > now or b.retry_at.get(node, -1) > now:
                     continue
