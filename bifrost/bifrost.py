@@ -29,6 +29,7 @@ from bifrost.core import (
     CasChain,
     CasResult,
     Chain,
+    NoSafeTail,
     Reconfiguration,
     Reconfigured,
     Segment,
@@ -45,6 +46,7 @@ from bifrost.errors import (
     UnknownLog,
 )
 from bifrost.loglet import Record, TrimGap
+from bifrost.replicated.loglet import no_safe_tail
 from bifrost.replicated.provider import ReplicatedProvider
 from bifrost.replicated.runtime import CoreDriver, now_ms
 from metadata import MetadataStore, MetadataUnavailable, PreconditionFailed, UnknownOutcome
@@ -268,11 +270,12 @@ class Bifrost:
             await self.chain(log_id, refresh=True)
 
     def _nodeset(self, config: LogsConfig) -> tuple[int, ...]:
-        live = sorted(set(self._live_nodes()) | {self.me})
+        # Only live nodes whose stores can take writes (this one included, if it can).
+        live = sorted(set(self._live_nodes()))
         nodeset = select_nodeset(self.me, live, config.replication, self._rng, target=config.nodeset_size)
         if nodeset is None:
             raise LogUnavailable(
-                f"only {len(live)} live log-servers, replication {config.replication} needs more"
+                f"only {len(live)} live writable log-servers, replication {config.replication} needs more"
             )
         return nodeset
 
@@ -332,7 +335,14 @@ class Bifrost:
         old = self._provider.sequencer(tail_params)
         known = old.tail_state.offset if old is not None else 1
         core = Reconfiguration(
-            self._provider.me, chain, version, nodeset, replication, now_ms=now_ms(), known_global_tail=known
+            self._provider.me,
+            chain,
+            version,
+            nodeset,
+            replication,
+            now_ms=now_ms(),
+            known_global_tail=known,
+            non_authoritative=self._provider.non_authoritative(tail_params.loglet_id),
         )
         done: asyncio.Future[Reconfigured] = asyncio.get_running_loop().create_future()
 
@@ -341,6 +351,8 @@ class Bifrost:
                 asyncio.ensure_future(cas(out))
             elif isinstance(out, Reconfigured) and not done.done():
                 done.set_result(out)
+            elif isinstance(out, NoSafeTail) and not done.done():
+                done.set_exception(no_safe_tail(tail_params, out))
 
         async def cas(out: CasChain) -> None:
             ok = await self._cas(log_id, out.chain, out.expected_version)

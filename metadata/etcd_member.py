@@ -14,9 +14,13 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
+
+import aetcd
+import aetcd.exceptions
+import grpc
 
 from metadata.errors import EtcdMemberError
 from node.ports import LOOPBACK
@@ -69,6 +73,7 @@ class EtcdMember:
         self._etcd_binary = etcd_binary
         self._extra_args = list(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
+        self._rejoined = False
 
     @property
     def name(self) -> str:
@@ -106,8 +111,59 @@ class EtcdMember:
 
     @property
     def initial_cluster_state(self) -> str:
-        """The ``--initial-cluster-state`` the next start uses: ``existing`` once data exists."""
-        return "existing" if (self._data_dir / "member").exists() else "new"
+        """The ``--initial-cluster-state`` the next start uses: ``existing`` once data exists, or
+        after ``rejoin_if_wiped`` re-added this member to a running cluster."""
+        return "existing" if self._rejoined or (self._data_dir / "member").exists() else "new"
+
+    @property
+    def has_data(self) -> bool:
+        return (self._data_dir / "member").exists()
+
+    def ran_before(self) -> bool:
+        """Whether this member was started before: its log (kept beside the data dir) says so."""
+        try:
+            with open(self._log_path, "rb") as f:
+                return b"--- starting:" in f.read(4096)
+        except OSError:
+            return False
+
+    async def rejoin_if_wiped(self, peers: Sequence[str], timeout_s: float) -> bool:
+        """Re-add this member when its data directory is gone but the cluster knows it.
+
+        etcd refuses a member that lost its data ("already bootstrapped") and panics if retried,
+        because its peers remember its old identity. The fix is etcd's documented procedure:
+        remove the member through a peer, add it again under the same peer URL, and start it
+        empty with ``--initial-cluster-state existing``. A member that never started (a fresh
+        cluster's first boot) needs none of this. ``peers``: client endpoints ("host:port") of
+        the other members. Returns True when it re-added the member.
+        """
+        if self.has_data or not peers:
+            return False
+        last: BaseException | None = None
+        # Only insist on reaching a peer when this member certainly ran before; on a first boot
+        # the peers may all be starting too, and a short look is enough.
+        deadline = asyncio.get_running_loop().time() + (timeout_s if self.ran_before() else 3.0)
+        while True:
+            for endpoint in peers:
+                try:
+                    if await _readd(endpoint, self._name, self.peer_url, self.ran_before(), self._apply_members):
+                        shutil.rmtree(self._data_dir, ignore_errors=True)
+                        self._rejoined = True
+                        return True
+                    return False
+                except (OSError, TimeoutError, aetcd.exceptions.ClientError, grpc.RpcError) as error:
+                    last = error
+            if asyncio.get_running_loop().time() > deadline:
+                if self.ran_before():
+                    raise EtcdMemberError(
+                        f"etcd member {self._name} lost its data and no peer of {list(peers)} answered "
+                        f"to re-add it ({last!r}); start the other nodes first"
+                    )
+                return False
+            await asyncio.sleep(0.5)
+
+    def _apply_members(self, members: dict[str, str]) -> None:
+        self._initial_cluster = members
 
     def command(self) -> list[str]:
         """The full command line the next ``start()`` runs."""
@@ -218,6 +274,36 @@ class EtcdMember:
         except OSError as error:
             return f"(log unreadable: {error})"
         return "\n".join(text.splitlines()[-lines:])
+
+
+async def _readd(
+    endpoint: str, name: str, peer_url: str, ran_before: bool, apply_members: Callable[[dict[str, str]], None]
+) -> bool:
+    """Through the member at ``endpoint``: if this member (``peer_url``) has run before, remove it
+    (if still listed) and add it back; give the resulting membership (name -> peer URL) to
+    ``apply_members``."""
+    host, port = endpoint.rsplit(":", 1)
+    # Membership changes go through raft: give them longer than a read.
+    async with aetcd.Client(host=host.strip("[]"), port=int(port), timeout=10.0) as client:
+        current = [m async for m in client.members()]
+        mine = next((m for m in current if peer_url in m.peer_urls), None)
+        # A member that has run published its client URLs (kept in the cluster's membership); one
+        # from the initial cluster that never started has none yet: a first boot, nothing to repair.
+        if mine is not None and not mine.client_urls and not ran_before:
+            return False
+        if mine is not None and not mine.client_urls:
+            # Re-added by an earlier attempt of ours that failed before the member started.
+            apply_members({m.name or name: m.peer_urls[0] for m in current})
+            return True
+        # Not listed: either it never was (a misconfiguration etcd will report itself), or an
+        # earlier attempt of ours removed it before failing: add it back only in that case.
+        if mine is None and not ran_before:
+            return False
+        if mine is not None:
+            await client.remove_member(mine.id)
+        await client.add_member([peer_url])
+        apply_members({m.name or name: m.peer_urls[0] async for m in client.members()})
+        return True
 
 
 def _signal(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:

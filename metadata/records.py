@@ -7,6 +7,9 @@ format byte is for changes that old readers must refuse.
 
 from __future__ import annotations
 
+import enum
+import secrets
+from collections.abc import Callable
 from typing import Final, TypeVar
 
 import msgspec
@@ -17,6 +20,32 @@ from metadata.store import MetadataStore, read_modify_write
 RECORD_FORMAT_V1: Final = 1
 
 NODES_CONFIG_KEY: Final = "nodes_config"
+
+
+class StorageState(enum.Enum):
+    """What a log-server's store can be trusted with (Restate's log-server storage states).
+
+    Only READ_WRITE nodes join new nodesets. A DATA_LOSS node may have lost records of the
+    loglets listed with it: it never counts toward a seal or tail decision for them (its
+    "I don't have it" is not evidence), until they are rebuilt onto it or leave the chains.
+    READ_ONLY: the store still holds its data but cannot write (a disk fault).
+    """
+
+    PROVISIONING = "provisioning"
+    READ_WRITE = "read-write"
+    READ_ONLY = "read-only"
+    DATA_LOSS = "data-loss"
+    DISABLED = "disabled"
+
+
+class LogServerStorage(msgspec.Struct, frozen=True):
+    state: StorageState
+    # Generation of the node process that created the log-server's current store (its marker
+    # says the same): a store whose marker disagrees was replaced behind our back.
+    store_generation: int
+    # Loglet ids whose records this store may have lost (DATA_LOSS only).
+    lost_loglets: list[int] = []
+    reason: str = ""
 
 
 class NodeConfig(msgspec.Struct, frozen=True):
@@ -30,11 +59,26 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # Plain node id (N1, N2, ...), assigned once at first registration and kept for life; the
     # log refers to nodes by it. 0 in a record that was never registered.
     node_id: int = 0
+    # None until the node's log-server first reports its store (or for nodes without one).
+    log_server: LogServerStorage | None = None
 
 
 class NodesConfig(msgspec.Struct, frozen=True):
     cluster_name: str
     nodes: dict[str, NodeConfig]
+    # Random, created when the cluster is provisioned; every store of every node records it, so
+    # a store from another cluster (or a metadata store that was re-created) is recognised.
+    cluster_id: str = ""
+
+    def by_id(self, node_id: int) -> NodeConfig | None:
+        for node in self.nodes.values():
+            if node.node_id == node_id:
+                return node
+        return None
+
+
+def new_cluster_id() -> str:
+    return secrets.token_hex(16)
 
 
 R = TypeVar("R", bound=msgspec.Struct)
@@ -77,7 +121,7 @@ async def register_node(store: MetadataStore, node: NodeConfig, cluster_name: st
 
     def bump(raw: bytes | None) -> bytes:
         if raw is None:
-            config = NodesConfig(cluster_name=cluster_name, nodes={})
+            config = NodesConfig(cluster_name=cluster_name, nodes={}, cluster_id=new_cluster_id())
         else:
             config = decode(NodesConfig, raw)
             if config.cluster_name != cluster_name:
@@ -88,8 +132,32 @@ async def register_node(store: MetadataStore, node: NodeConfig, cluster_name: st
         else:
             generation, node_id = previous.generation + 1, previous.node_id
         nodes = dict(config.nodes)
-        nodes[node.name] = msgspec.structs.replace(node, generation=generation, node_id=node_id)
-        return encode(NodesConfig(cluster_name=config.cluster_name, nodes=nodes))
+        nodes[node.name] = msgspec.structs.replace(
+            node,
+            generation=generation,
+            node_id=node_id,
+            log_server=previous.log_server if previous is not None else None,
+        )
+        return encode(msgspec.structs.replace(config, nodes=nodes))
 
     written = await read_modify_write(store, NODES_CONFIG_KEY, bump)
     return decode(NodesConfig, written.value).nodes[node.name].generation
+
+
+async def update_node(
+    store: MetadataStore, name: str, change: Callable[[NodeConfig], NodeConfig]
+) -> NodesConfig:
+    """Apply ``change`` to one node's record under CAS (other nodes untouched); return the result."""
+
+    def apply(raw: bytes | None) -> bytes:
+        if raw is None:
+            raise RecordFormatError(f"{NODES_CONFIG_KEY} is missing: node {name} is not registered")
+        config = decode(NodesConfig, raw)
+        if name not in config.nodes:
+            raise RecordFormatError(f"{NODES_CONFIG_KEY} has no node {name!r}")
+        nodes = dict(config.nodes)
+        nodes[name] = change(nodes[name])
+        return encode(msgspec.structs.replace(config, nodes=nodes))
+
+    written = await read_modify_write(store, NODES_CONFIG_KEY, apply)
+    return decode(NodesConfig, written.value)

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,8 +307,14 @@ class LocalCluster:
 
 
 def _healthy(node: ClusterNode) -> bool:
+    """Serving: /health answers 200, or 503 "degraded" (up, with something to repair)."""
     try:
         with urllib.request.urlopen(f"http://{LOOPBACK}:{node.ports.admin}/health", timeout=1) as resp:
             return resp.status == 200
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code == 503 and json.loads(e.read()).get("status") == "degraded"
+        except ValueError:
+            return False
     except OSError:
         return False

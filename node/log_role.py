@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from bifrost.bifrost import Bifrost
-from bifrost.chain_store import provision_logs
+from bifrost.chain_store import load_chain, load_logs_config, provision_logs
 from bifrost.core._types import GenerationalNodeId
+from bifrost.errors import UnknownLog
+from bifrost.log_server.storage_state import decide
 from bifrost.log_server.store import RocksLogStore
 from bifrost.log_server.writer import WriterStats
 from bifrost.replicated.log_server import LogServerService
 from bifrost.replicated.messages import Heartbeat, WireCodec
 from bifrost.replicated.provider import ReplicatedProvider
+from bifrost.replicated.rebuild import rebuild_sealed_loglet
 from bifrost.replicated.runtime import Network, now_ms
 from metadata import MetadataStore, MetadataUnavailable, UnknownOutcome
-from metadata.records import NODES_CONFIG_KEY, NodeConfig, NodesConfig, decode
+from metadata.records import NODES_CONFIG_KEY, NodeConfig, NodesConfig, StorageState, decode, update_node
 from node.config import NodeConfig as NodeSettings
 from node.core import Alive, Dead, FailureDetector, Tick
 from node.core import Heartbeat as HeartbeatIn
@@ -31,17 +37,41 @@ SUSPECT_MS = 2000
 WATCHDOG_INTERVAL_S = 1.0
 
 
+class StorageRefused(Exception):
+    """This node's log-server store cannot be used; the message says why and what to do."""
+
+
 class ClusterView:
     """The latest NodesConfig this node has seen, kept fresh by a metadata watch."""
 
     def __init__(self, initial: NodesConfig) -> None:
-        self.nodes = initial
+        self._nodes = initial
+        self._lost: dict[int, frozenset[int]] = _lost_index(initial)
+
+    @property
+    def nodes(self) -> NodesConfig:
+        return self._nodes
+
+    @nodes.setter
+    def nodes(self, nodes: NodesConfig) -> None:
+        self._nodes = nodes
+        self._lost = _lost_index(nodes)
 
     def by_id(self, node_id: int) -> NodeConfig | None:
-        for node in self.nodes.nodes.values():
-            if node.node_id == node_id:
-                return node
-        return None
+        return self._nodes.by_id(node_id)
+
+    def non_authoritative(self, loglet_id: int) -> frozenset[int]:
+        """Nodes whose stores may have lost records of this loglet (DATA_LOSS, listed)."""
+        return self._lost.get(loglet_id, frozenset())
+
+    def storage_state(self, node_id: int) -> StorageState | None:
+        node = self.by_id(node_id)
+        return None if node is None or node.log_server is None else node.log_server.state
+
+    def writable(self, node_id: int) -> bool:
+        """May join new nodesets: a READ_WRITE store (or one not reported yet by an older build)."""
+        state = self.storage_state(node_id)
+        return state is None or state is StorageState.READ_WRITE
 
     def name_of(self, node_id: int) -> str:
         node = self.by_id(node_id)
@@ -65,6 +95,53 @@ class ClusterView:
             except (MetadataUnavailable, UnknownOutcome) as e:
                 log.info("nodes config watch interrupted", extra={"error": str(e)})
                 await asyncio.sleep(0.5)
+
+
+def _lost_index(nodes: NodesConfig) -> dict[int, frozenset[int]]:
+    index: dict[int, set[int]] = {}
+    for node in nodes.nodes.values():
+        st = node.log_server
+        if st is not None and st.state is StorageState.DATA_LOSS:
+            for lid in st.lost_loglets:
+                index.setdefault(lid, set()).add(node.node_id)
+    return {lid: frozenset(ns) for lid, ns in index.items()}
+
+
+async def member_loglets(store: MetadataStore, node_id: int) -> list[tuple[int, int]]:
+    """(loglet id, replication) of every loglet in any chain whose nodeset holds the node."""
+    config = await load_logs_config(store)
+    if config is None:
+        return []
+    found = []
+    for log_id in config.log_ids:
+        chain, _ = await load_chain(store, log_id)
+        for seg in chain.segments if chain is not None else ():
+            if seg.params is not None and node_id in seg.params.nodeset:
+                found.append((seg.params.loglet_id, seg.params.replication))
+    return found
+
+
+async def check_storage(cfg: NodeSettings, store: MetadataStore) -> None:
+    """Refuse (StorageRefused) before this node registers or opens anything for writing, when
+    its log-server store cannot be used: a refused start must change nothing durable."""
+    if "log-server" not in cfg.roles:
+        return
+    found = await store.get(NODES_CONFIG_KEY)
+    nodes = decode(NodesConfig, found.value) if found is not None else None
+    me = nodes.nodes.get(cfg.node_name) if nodes is not None else None
+    if nodes is None or me is None:
+        return  # a new node: its store is new too
+    decision = decide(
+        path=str(cfg.base_dir / "log-server"),
+        marker=RocksLogStore.read_identity(cfg.base_dir / "log-server"),
+        recorded=me.log_server,
+        cluster_id=nodes.cluster_id,
+        node_id=me.node_id,
+        generation=me.generation + 1,
+        member_loglets=await member_loglets(store, me.node_id),
+    )
+    if decision.refusal is not None:
+        raise StorageRefused(decision.refusal)
 
 
 class LogRole:
@@ -91,11 +168,30 @@ class LogRole:
             lambda reply, rid, msg: self.provider.handle_request(reply, rid, msg),
         )
         self.provider = ReplicatedProvider(
-            me, self.network, log_server, self._is_dead, self._is_stale, self._on_node_message
+            me,
+            self.network,
+            log_server,
+            self._is_dead,
+            self._is_stale,
+            self._on_node_message,
+            non_authoritative=view.non_authoritative,
         )
         self.bifrost = Bifrost(
             store, self.provider, self._live_log_servers, max_record_bytes=cfg.bifrost.max_record_bytes
         )
+
+    def health(self) -> str | None:
+        """Why this node is degraded, or None when it is fully healthy."""
+        mine = self.view.nodes.nodes.get(self._cfg.node_name)
+        st = mine.log_server if mine is not None else None
+        if st is None or st.state is StorageState.READ_WRITE:
+            return None
+        if st.state is StorageState.DATA_LOSS:
+            return (
+                f"log-server {st.state.value}: {st.reason}; rebuilding {len(st.lost_loglets)} loglet(s) "
+                "from the other nodes"
+            )
+        return f"log-server {st.state.value}: {st.reason}"
 
     def log_store_writer_stats(self) -> WriterStats | None:
         return self._log_store.writer.stats if self._log_store is not None else None
@@ -108,16 +204,54 @@ class LogRole:
         return node is not None and node.generation > process.generation
 
     def _live_log_servers(self) -> list[int]:
-        return [n for n in self.view.log_servers() if n == self.me.node or self.detector.is_alive(n)]
+        """Live log-servers that may join new nodesets (their stores take writes)."""
+        return [
+            n
+            for n in self.view.log_servers()
+            if (n == self.me.node or self.detector.is_alive(n)) and self.view.writable(n)
+        ]
 
     async def start(self) -> None:
+        # Before serving anything: whether this node's store can be trusted decides what it may
+        # answer to seals and tail queries.
+        await self._reconcile_storage()
         await self.network.start(self._cfg.address, self._cfg.ports.data)
         await provision_logs(self._store, self._cfg.bifrost.num_logs, self._cfg.bifrost.replication)
         self._tasks = [
             asyncio.ensure_future(self.view.follow(self._store)),
             asyncio.ensure_future(self._heartbeats()),
             asyncio.ensure_future(self._watchdog()),
+            asyncio.ensure_future(self._rebuild()),
         ]
+
+    async def _reconcile_storage(self) -> None:
+        if self._log_store is None:
+            return
+        nodes = self.view.nodes
+        me = nodes.nodes[self._cfg.node_name]
+        decision = decide(
+            path=str(self._cfg.base_dir / "log-server"),
+            marker=self._log_store.identity(),
+            recorded=me.log_server,
+            cluster_id=nodes.cluster_id,
+            node_id=self.me.node,
+            generation=self.me.generation,
+            member_loglets=await member_loglets(self._store, self.me.node),
+        )
+        if decision.refusal is not None:
+            raise StorageRefused(decision.refusal)
+        if decision.write_marker is not None:
+            self._log_store.write_identity(decision.write_marker)
+        if decision.state != me.log_server:
+            state = decision.state
+            self.view.nodes = await update_node(
+                self._store, self._cfg.node_name, lambda n: msgspec.structs.replace(n, log_server=state)
+            )
+            assert state is not None
+            log.warning(
+                "log-server storage state",
+                extra={"state": state.state.value, "lost_loglets": len(state.lost_loglets), "reason": state.reason},
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -142,7 +276,8 @@ class LogRole:
 
     async def _watchdog(self) -> None:
         """Logs nobody appends to still need a live sequencer (readers and the next appender
-        would otherwise wait on a dead one): the lowest live node reconfigures them."""
+        would otherwise wait on a dead one), and open loglets with a member that lost its data
+        must move to a whole nodeset: the lowest live writable node reconfigures them."""
         while True:
             await asyncio.sleep(WATCHDOG_INTERVAL_S)
             live = self._live_log_servers()
@@ -150,15 +285,76 @@ class LogRole:
                 continue
             try:
                 config = await self.bifrost.logs_config()
-                for log_id in config.log_ids:
+            except Exception as e:  # the watchdog must outlive any one failed round
+                log.info("watchdog round failed", extra={"error": repr(e)})
+                continue
+            for log_id in config.log_ids:
+                try:
                     chain, version = await self.bifrost.chain(log_id)
                     if chain is None or chain.tail.params is None:
                         continue
-                    if self.bifrost.sequencer_is_gone(chain.tail.params):
-                        log.info("watchdog reconfigures a log with a dead sequencer", extra={"log": log_id})
-                        await self.bifrost.reconfigure(log_id, expected_version=version)
-            except Exception as e:  # the watchdog must outlive any one failed round
-                log.info("watchdog round failed", extra={"error": repr(e)})
+                    params = chain.tail.params
+                    if self.bifrost.sequencer_is_gone(params):
+                        why = "its sequencer is gone"
+                    elif self.view.non_authoritative(params.loglet_id):
+                        why = "a member lost its data"
+                    else:
+                        continue
+                    log.info("watchdog reconfigures a log", extra={"log": log_id, "why": why})
+                    await self.bifrost.reconfigure(log_id, expected_version=version)
+                except Exception as e:  # one stuck log must not keep the others waiting
+                    log.info("watchdog: log not reconfigured", extra={"log": log_id, "error": repr(e)})
+
+    async def _rebuild(self) -> None:
+        """While this node's store is DATA_LOSS: copy each lost loglet back once its chain has
+        sealed it, drop the ones no chain holds any more, and report READ_WRITE when none is
+        left (then this node joins new nodesets again)."""
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            mine = self.view.nodes.nodes.get(self._cfg.node_name)
+            st = mine.log_server if mine is not None else None
+            if st is None or st.state is not StorageState.DATA_LOSS:
+                continue
+            for lid in list(st.lost_loglets):
+                try:
+                    if await self._rebuild_one(lid):
+                        await self._update_lost(lambda lost, lid=lid: [x for x in lost if x != lid])
+                except Exception as e:  # retried next round; the others go on
+                    log.info("rebuild of a lost loglet failed", extra={"loglet": lid, "error": repr(e)})
+
+    async def _rebuild_one(self, lid: int) -> bool:
+        """True once the loglet needs nothing more from this node (rebuilt, or gone from its chain)."""
+        log_id = lid >> 32
+        try:
+            chain, _ = await self.bifrost.chain(log_id, refresh=True)
+        except UnknownLog:
+            return True
+        seg = chain.segment_of(lid) if chain is not None else None
+        if chain is None or seg is None:
+            return True  # trimmed away (or never created): nothing to hold
+        end_lsn = chain.end_lsn(seg)
+        if end_lsn is None:
+            return False  # still the open tail: the watchdog seals it first
+        assert seg.params is not None
+        copied = await rebuild_sealed_loglet(self.provider, seg.params, seg.offset(end_lsn))
+        log.info("rebuilt a lost loglet", extra={"loglet": lid, "records": copied})
+        return True
+
+    async def _update_lost(self, change: Callable[[list[int]], list[int]]) -> None:
+        def apply(n: NodeConfig) -> NodeConfig:
+            st = n.log_server
+            if st is None or st.state is not StorageState.DATA_LOSS:
+                return n
+            lost = change(list(st.lost_loglets))
+            state = StorageState.DATA_LOSS if lost else StorageState.READ_WRITE
+            return msgspec.structs.replace(
+                n,
+                log_server=msgspec.structs.replace(
+                    st, state=state, lost_loglets=lost, reason=st.reason if lost else ""
+                ),
+            )
+
+        self.view.nodes = await update_node(self._store, self._cfg.node_name, apply)
 
     def _on_node_message(self, reply: Any, request_id: int, message: Any) -> None:
         if isinstance(message, Heartbeat):

@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from bifrost.core._types import GenerationalNodeId
-from metadata import ClusterNameMismatch, MetadataStore, MetadataUnavailable, UnknownOutcome
+from metadata import ClusterNameMismatch, EtcdMemberError, MetadataStore, MetadataUnavailable, UnknownOutcome
 from metadata.etcd import EtcdMetadataStore
 from metadata.etcd_member import EtcdMember
 from metadata.local import LocalMetadataStore
@@ -25,7 +25,7 @@ from metadata.records import NodeConfig as NodeRecord
 from node.config import NodeConfig
 from node.grpc_service import NodeServicer, start_grpc_server
 from node.http import start_http_servers
-from node.log_role import ClusterView, LogRole
+from node.log_role import ClusterView, LogRole, StorageRefused, check_storage
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ def etcd_endpoints(cfg: NodeConfig) -> list[str]:
 
 async def open_metadata(cfg: NodeConfig, stack: AsyncExitStack) -> Metadata:
     if cfg.metadata.backend == "local":
+        _refuse_lost_local_metadata(cfg)
         store = LocalMetadataStore.open(cfg.base_dir / "metadata")
         stack.push_async_callback(store.close)
 
@@ -75,6 +76,9 @@ async def open_metadata(cfg: NodeConfig, stack: AsyncExitStack) -> Metadata:
             host=cfg.address,
             log_path=cfg.base_dir / "etcd.log",
         )
+        peers = [e for e in cfg.metadata.etcd_endpoints if e != f"{cfg.address}:{cfg.ports.etcd_client}"]
+        if await member.rejoin_if_wiped(peers, METADATA_READY_TIMEOUT_S):
+            log.warning("etcd member data was gone: re-added the member to the cluster", extra={"peers": peers})
         await member.start()
         stack.push_async_callback(member.stop)
         log.info("etcd member started", extra={"pid": member.pid, "client": member.client_endpoint})
@@ -82,6 +86,21 @@ async def open_metadata(cfg: NodeConfig, stack: AsyncExitStack) -> Metadata:
     etcd = EtcdMetadataStore(etcd_endpoints(cfg))
     stack.push_async_callback(etcd.close)
     return Metadata(etcd, etcd.leader_name)
+
+
+def _refuse_lost_local_metadata(cfg: NodeConfig) -> None:
+    """The local metadata store holds the cluster's identity, its nodes and every log's chain:
+    without it the log-server's records cannot be found again. Starting would create a new
+    cluster over old data and reuse LSNs that were acknowledged, so refuse instead."""
+    metadata_dir = cfg.base_dir / "metadata"
+    log_dir = cfg.base_dir / "log-server"
+    if metadata_dir.exists() or not log_dir.exists() or not any(log_dir.iterdir()):
+        return
+    raise NodeStartError(
+        f"the metadata store {metadata_dir} is missing but the log-server store {log_dir} holds data: "
+        f"restore {metadata_dir} from a backup, or remove the whole base dir {cfg.base_dir} to start "
+        "a new cluster (its data is then lost)"
+    )
 
 
 async def register(cfg: NodeConfig, store: MetadataStore) -> int:
@@ -121,13 +140,23 @@ async def run(cfg: NodeConfig, stop: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
         cfg.base_dir.mkdir(parents=True, exist_ok=True)
-        metadata = await open_metadata(cfg, stack)
+        try:
+            metadata = await open_metadata(cfg, stack)
+        except EtcdMemberError as e:
+            raise NodeStartError(str(e).splitlines()[0]) from None
+        try:
+            await check_storage(cfg, metadata.store)
+        except StorageRefused as e:
+            raise NodeStartError(str(e)) from None
         generation = await register(cfg, metadata.store)
         nodes = await current_nodes(metadata.store)
         me = GenerationalNodeId(nodes.nodes[cfg.node_name].node_id, generation)
         log_role = LogRole(cfg, metadata.store, me, ClusterView(nodes))
-        await log_role.start()
         stack.push_async_callback(log_role.stop)
+        try:
+            await log_role.start()
+        except StorageRefused as e:
+            raise NodeStartError(str(e)) from None
         servicer = NodeServicer(cfg, metadata.store, generation, metadata.leader, log_role)
         server, _health = await start_grpc_server(cfg, servicer)
         stack.push_async_callback(server.stop, 2.0)

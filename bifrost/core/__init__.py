@@ -79,6 +79,7 @@ from ._storage import (
 from ._tasks import (
     FindTailState,
     FindTailTask,
+    NoSafeTail,
     SealDone,
     SealState,
     SealTask,
@@ -126,6 +127,7 @@ __all__ = [
     "NodeAlive",
     "NodeDead",
     "NodeId",
+    "NoSafeTail",
     "NodeSetChecker",
     "Persist",
     "Persisted",

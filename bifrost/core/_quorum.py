@@ -34,10 +34,12 @@ class NodeSetChecker(Generic[A]):
 
     Nodes outside the nodeset are ignored when tagged (a reply from a stranger counts for
     nothing). Disabled nodes are removed from the effective nodeset: they can neither help a
-    write quorum nor are they needed for an f-majority.
+    write quorum nor are they needed for an f-majority. Non-authoritative nodes (their store
+    lost data) stay in the nodeset, so quorum sizes do not shrink, but tagging them is ignored:
+    they never count toward a write quorum or an f-majority.
     """
 
-    __slots__ = ("_attrs", "_effective", "_replication")
+    __slots__ = ("_attrs", "_effective", "_non_authoritative", "_replication")
 
     def __init__(
         self,
@@ -45,8 +47,10 @@ class NodeSetChecker(Generic[A]):
         replication: int,
         default: A,
         disabled: Iterable[NodeId] = (),
+        non_authoritative: Iterable[NodeId] = (),
     ) -> None:
         off = set(disabled)
+        self._non_authoritative = frozenset(non_authoritative)
         self._effective: tuple[NodeId, ...] = tuple(n for n in dict.fromkeys(nodeset) if n not in off)
         if replication < 1:
             raise ValueError("replication must be >= 1")
@@ -66,12 +70,19 @@ class NodeSetChecker(Generic[A]):
         return len(self._effective) - self._replication + 1
 
     def set_attribute(self, node: NodeId, attr: A) -> None:
-        if node in self._attrs:
+        if node in self._attrs and node not in self._non_authoritative:
             self._attrs[node] = attr
 
     def merge_attribute(self, node: NodeId, merge: Callable[[A], A]) -> None:
-        if node in self._attrs:
+        if node in self._attrs and node not in self._non_authoritative:
             self._attrs[node] = merge(self._attrs[node])
+
+    def can_reach_fmajority(self) -> bool:
+        """Whether the authoritative nodes could ever form an f-majority (if all answered)."""
+        if len(self._effective) < self._replication:
+            return False
+        authoritative = sum(1 for n in self._effective if n not in self._non_authoritative)
+        return authoritative >= self.fmajority_size
 
     def get_attribute(self, node: NodeId) -> A:
         return self._attrs[node]

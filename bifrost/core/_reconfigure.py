@@ -1,12 +1,16 @@
 """Reconfiguration as a core: seal the tail loglet, find its sealed tail (repairing it), then
 compare-and-set a chain whose new tail segment starts at that LSN, sequenced by us.
 
-    step(Response | Tick | NodeDead | NodeAlive | CasResult) -> [Send | SetTimer | CasChain | Reconfigured]
+    step(Response | Tick | NodeDead | NodeAlive | CasResult)
+        -> [Send | SetTimer | CasChain | Reconfigured | NoSafeTail]
 
-    state        Response/Tick/hints       CasResult
-    FINDING_TAIL drive FindTailTask -> CAS  -
-    CAS          ignore                     -> DONE (won or lost)
-    DONE         ignore                     -
+    state        Response/Tick/hints              CasResult
+    FINDING_TAIL drive FindTailTask -> CAS | DONE  -
+    CAS          ignore                           -> DONE (won or lost)
+    DONE         ignore                           -
+
+`NoSafeTail` ends it without a CAS: the old loglet's tail cannot be decided safely (too many of
+its nodes lost their data), so no new segment may start anywhere.
 
 The compare-and-set is the only arbiter between concurrent reconfigurers: the loser learns
 from CasResult(ok=False) and re-reads the chain (it will find a newer tail segment).
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from ._chain import Chain
 from ._errors import LocalProtocolError
 from ._io import NodeAlive, NodeDead, Response, Send, SetTimer, Tick
-from ._tasks import FindTailTask, TailFound, TaskConfig
+from ._tasks import FindTailTask, NoSafeTail, TailFound, TaskConfig
 from ._types import GenerationalNodeId, LogletParams, NodeId
 
 
@@ -68,7 +72,7 @@ class Reconfigured:
 
 
 ReconfigureInput = Response | Tick | NodeDead | NodeAlive | CasResult
-ReconfigureOutput = Send | SetTimer | CasChain | Reconfigured
+ReconfigureOutput = Send | SetTimer | CasChain | Reconfigured | NoSafeTail
 
 
 class Reconfiguration:
@@ -83,6 +87,7 @@ class Reconfiguration:
         *,
         now_ms: int = 0,
         known_global_tail: int = 1,
+        non_authoritative: frozenset[NodeId] = frozenset(),
     ) -> None:
         old = chain.tail.params
         if old is None:
@@ -91,7 +96,9 @@ class Reconfiguration:
         self._chain = chain
         self._version = chain_version
         self._new = LogletParams(chain.next_loglet_id(), me, replication, new_nodeset)
-        self._task = FindTailTask(old, config, now_ms=now_ms, known_global_tail=known_global_tail)
+        self._task = FindTailTask(
+            old, config, now_ms=now_ms, known_global_tail=known_global_tail, non_authoritative=non_authoritative
+        )
         self._state = ReconfigureState.FINDING_TAIL
         self._tail = 0
 
@@ -128,6 +135,9 @@ class Reconfiguration:
                 new_chain = self._chain.append_segment(seg.lsn(o.tail), self._new)
                 self._state = ReconfigureState.CAS
                 out.append(CasChain(self._version, new_chain))
+            elif isinstance(o, NoSafeTail):
+                self._state = ReconfigureState.DONE
+                out.append(o)
             elif isinstance(o, Send | SetTimer):
                 out.append(o)
         return out

@@ -16,6 +16,10 @@ when the servers that trimmed form a write quorum (servers drop records at or be
              sealed responders form an f-majority, candidate = max local tail among them and
              global = max known global tail heard. Every committed offset lives on a write
              quorum, which meets that f-majority, so candidate >= every committed offset + 1.
+             Only authoritative nodes count here: a node whose store lost data (given as
+             `non_authoritative`) may lack committed records, so its "sealed at tail t" is no
+             evidence. When the authoritative nodes can never form an f-majority, the task
+             says so at once (`NoSafeTail`) instead of waiting forever.
     READ     if candidate > global: read [global, candidate) from the sealed responder with
              the highest local tail (it has no holes there: holes only sit below a server's
              own known global tail, and global is the max of those), rotating on failure.
@@ -91,13 +95,20 @@ class TailFound:
 
 
 @dataclass(frozen=True, slots=True)
+class NoSafeTail:
+    """The loglet's tail cannot be decided safely: too many of its nodes lost their data."""
+
+    non_authoritative: tuple[NodeId, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TrimDone:
     """Nodes that trimmed up to `trim_point` form a write quorum."""
 
     trim_point: int
 
 
-TaskOutput = Send | SetTimer | SealDone | TailFound | TrimDone
+TaskOutput = Send | SetTimer | SealDone | TailFound | TrimDone | NoSafeTail
 
 
 def describe_task_output(out: TaskOutput) -> str:
@@ -108,6 +119,8 @@ def describe_task_output(out: TaskOutput) -> str:
             return f"tail-found sealed tail={t}"
         case TrimDone(trim_point=p):
             return f"trim-done trim_point={p}"
+        case NoSafeTail(non_authoritative=ns):
+            return "no-safe-tail non-authoritative=" + ",".join(f"N{n}" for n in ns)
         case _:
             return describe_io(out)
 
@@ -355,8 +368,11 @@ class FindTailTask:
         *,
         now_ms: int = 0,
         known_global_tail: int = 1,
+        non_authoritative: frozenset[NodeId] = frozenset(),
     ) -> None:
         self._f = _Fanout(params, config or TaskConfig(), now_ms)
+        self._non_auth = non_authoritative
+        self._impossible = not self._checker().can_reach_fmajority()
         self._state = FindTailState.GATHER
         self._global = known_global_tail
         self._info: dict[NodeId, ResponseHeader] = {}
@@ -382,6 +398,9 @@ class FindTailTask:
             raise LocalProtocolError(f"find-tail task: no transition for {type(inp).__name__} in {prev}")
         f = self._f
         f.out = []
+        if self._state is FindTailState.GATHER and self._impossible:
+            self._state = FindTailState.DONE
+            return [NoSafeTail(tuple(sorted(self._non_auth)))]
         handler(self, inp)
         self._pump()
         f.arm_timer(self._state is not FindTailState.DONE)
@@ -409,8 +428,8 @@ class FindTailTask:
             return
         self._info[node] = m.header
         self._global = max(self._global, m.header.known_global_tail)
-        sealed = [n for n, h in self._info.items() if h.sealed]
-        chk: NodeSetChecker[bool] = NodeSetChecker(f.params.nodeset, f.params.replication, False)
+        sealed = [n for n, h in self._info.items() if h.sealed and n not in self._non_auth]
+        chk = self._checker()
         for n in sealed:
             chk.set_attribute(n, True)
         if not chk.check_fmajority(bool).passed:
@@ -457,6 +476,10 @@ class FindTailTask:
             self._finish()
 
     # --- internals ---
+
+    def _checker(self) -> NodeSetChecker[bool]:
+        p = self._f.params
+        return NodeSetChecker(p.nodeset, p.replication, False, non_authoritative=self._non_auth)
 
     def _rotate(self, node: NodeId) -> None:
         if self._sources and self._sources[0] == node:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from rocksdict import Options, Rdict, ReadOptions
+import msgspec
+from rocksdict import AccessType, Options, Rdict, ReadOptions, WriteOptions
 
 from bifrost.core import (
     LogletState,
@@ -20,6 +21,7 @@ from bifrost.core import (
 )
 from bifrost.core._types import GenerationalNodeId
 from bifrost.log_server import keys
+from bifrost.log_server.storage_state import StoreIdentity
 from bifrost.log_server.writer import DeleteRange, GroupCommitWriter, Ops
 
 
@@ -32,6 +34,30 @@ class RocksLogStore:
     async def close(self) -> None:
         await self.writer.close()
         self.db.close()
+
+    # --- identity ---
+
+    def identity(self) -> StoreIdentity | None:
+        return _decode_identity(self.db.get(keys.IDENTITY))
+
+    @staticmethod
+    def read_identity(path: Path) -> StoreIdentity | None:
+        """The marker of the store at ``path`` without creating or changing anything (None when
+        there is no store there, or a store without a marker)."""
+        if not path.is_dir() or not any(path.iterdir()):
+            return None
+        db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            return _decode_identity(db.get(keys.IDENTITY))
+        finally:
+            db.close()
+
+    def write_identity(self, identity: StoreIdentity) -> None:
+        """Once, when the store is created; synced, because the nodes configuration will vouch
+        for it."""
+        opts = WriteOptions()
+        opts.sync = True
+        self.db.put(keys.IDENTITY, msgspec.msgpack.encode(identity), opts)
 
     # --- LogStorage ---
 
@@ -82,3 +108,7 @@ class RocksLogStore:
                 case _:
                     raise TypeError(f"unknown write {w!r}")
         return ops
+
+
+def _decode_identity(raw: bytes | None) -> StoreIdentity | None:
+    return None if raw is None else msgspec.msgpack.decode(raw, type=StoreIdentity)

@@ -20,6 +20,7 @@ from bifrost.core import (
     Deliver,
     DeliverTrimGap,
     FindTailTask,
+    NoSafeTail,
     ReaderState,
     ReadStream,
     SetTail,
@@ -27,7 +28,7 @@ from bifrost.core import (
     TrimDone,
     TrimTask,
 )
-from bifrost.core._types import LogletParams
+from bifrost.core._types import LogletParams, describe_loglet
 from bifrost.errors import LogletSealed, LogUnavailable, SequencerGone
 from bifrost.loglet import LogletEntry, Record, TailState, TrimGap
 from bifrost.replicated.messages import (
@@ -46,6 +47,15 @@ if TYPE_CHECKING:
 REMOTE_TIMEOUT_S = 2.0
 # How often a reader on a node without the sequencer asks it for the committed tail.
 REMOTE_TAIL_POLL_S = 0.1
+
+
+def no_safe_tail(params: LogletParams, out: NoSafeTail) -> LogUnavailable:
+    nodes = ", ".join(f"N{n}" for n in out.non_authoritative)
+    return LogUnavailable(
+        f"loglet {describe_loglet(params.loglet_id)} cannot be sealed safely: its nodes {nodes} lost their "
+        f"data, and the others of {len(params.nodeset)} cannot decide its tail alone (replication "
+        f"{params.replication}); bring back the nodes that hold its records"
+    )
 
 
 class ReplicatedLoglet:
@@ -126,7 +136,7 @@ class ReplicatedLoglet:
 
     # --- control tasks ---
 
-    async def _run_task(self, core: Any, done_type: type) -> Any:
+    async def _run_task(self, core: Any, done_type: type | tuple[type, ...]) -> Any:
         result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def on_output(out: Any) -> None:
@@ -152,8 +162,15 @@ class ReplicatedLoglet:
         if self._sealed_tail is not None:
             return self._sealed_tail
         if self._found_tail is None:
-            core = FindTailTask(self.params, now_ms=now_ms(), known_global_tail=self._known_global_tail())
-            found: TailFound = await self._run_task(core, TailFound)
+            core = FindTailTask(
+                self.params,
+                now_ms=now_ms(),
+                known_global_tail=self._known_global_tail(),
+                non_authoritative=self._provider.non_authoritative(self.loglet_id),
+            )
+            found = await self._run_task(core, (TailFound, NoSafeTail))
+            if isinstance(found, NoSafeTail):
+                raise no_safe_tail(self.params, found)
             self._found_tail = found.tail
         return self._sealed_tail if self._sealed_tail is not None else self._found_tail
 

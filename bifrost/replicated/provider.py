@@ -41,6 +41,7 @@ class ReplicatedProvider:
         is_dead: Callable[[int], bool] = lambda node: False,
         is_stale: Callable[[GenerationalNodeId], bool] = lambda node: False,
         on_other_request: Callable[[Callable[[int, Any], None], int, Any], None] | None = None,
+        non_authoritative: Callable[[int], frozenset[int]] = lambda loglet_id: frozenset(),
     ) -> None:
         self.me = me
         self.network = network
@@ -48,6 +49,8 @@ class ReplicatedProvider:
         self.is_dead = is_dead
         # True when that process is known to be replaced by a newer generation of its node.
         self.is_stale = is_stale
+        # Nodes whose stores may have lost records of a loglet: never evidence for its tail.
+        self.non_authoritative = non_authoritative
         self._on_other_request = on_other_request
         self._sequencers: dict[int, SequencerService] = {}
         self._loglets: dict[int, ReplicatedLoglet] = {}

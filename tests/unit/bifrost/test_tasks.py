@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from bifrost.core import (
     CasChain,
     CasResult,
@@ -11,6 +13,7 @@ from bifrost.core import (
     FindTailTask,
     GenerationalNodeId,
     LogletParams,
+    NoSafeTail,
     Reconfiguration,
     Reconfigured,
     RequestHeader,
@@ -144,3 +147,36 @@ def test_trim_completes_on_a_write_quorum_and_servers_drop_records() -> None:
 
 def test_trim_with_nothing_committed_is_a_reported_no_op() -> None:
     assert TrimTask(PARAMS, 10, known_global_tail=1).step(Tick(0)) == [TrimDone(0)]
+
+
+def test_find_tail_never_trusts_a_node_that_lost_its_data() -> None:
+    """The issue's wipe scenario in miniature: 1..49 committed on N1 and N2 while N3 was down;
+    N2's store is wiped (it comes back empty, non-authoritative); N1 is down. Sealing N2 and N3
+    is an f-majority by count, but N2's "empty" is no evidence: the task must wait, not end at
+    N3's tail and drop 47 acknowledged records."""
+    net = Loopback([1, 2, 3])
+    preload(net, 1, 50, gt=50)
+    preload(net, 3, 3)
+    net.isolate(1)
+    task = FindTailTask(PARAMS, non_authoritative=frozenset({2}))
+    with pytest.raises(AssertionError, match="did not finish"):
+        net.drive(task, lambda o: isinstance(o, TailFound), max_steps=300)
+    net.isolate(1, on=False)
+    out = net.drive(task, lambda o: isinstance(o, TailFound))
+    assert out[-1] == TailFound(50)
+
+
+def test_the_wipe_scenario_without_the_marker_loses_records() -> None:
+    """The same run with N2 trusted ends at N3's tail: what this pins down would be a loss."""
+    net = Loopback([1, 2, 3])
+    preload(net, 1, 50, gt=50)
+    preload(net, 3, 3)
+    net.isolate(1)
+    out = net.drive(FindTailTask(PARAMS), lambda o: isinstance(o, TailFound))
+    assert out[-1] == TailFound(3)
+
+
+def test_find_tail_says_at_once_when_no_safe_tail_can_exist() -> None:
+    net = Loopback([1, 2, 3])
+    out = net.drive(FindTailTask(PARAMS, non_authoritative=frozenset({1, 2})), lambda o: isinstance(o, NoSafeTail))
+    assert out == [NoSafeTail((1, 2))]
