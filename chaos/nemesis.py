@@ -2,7 +2,10 @@
 
 Process faults need nothing but signals to a node's process group (the node and its etcd
 member share it, see node/local_cluster.py): kill -9 and restart, SIGSTOP/SIGCONT, kill all
-and restart all. Network faults need `chaos.netfault` (private netns, cgroups, iptables) and,
+and restart all. Wipe is kill -9, then the node's stores (log-server and etcd member data)
+are deleted before it restarts: an operator replacing a disk. It wipes only when every node
+is whole (not still rebuilding from an earlier wipe): two overlapping wipes are two lost
+copies, beyond what replication 2 tolerates; otherwise it is a plain kill, and says so. Network faults need `chaos.netfault` (private netns, cgroups, iptables) and,
 for latency, `chaos.proxy` listeners that node-to-node data connections are routed through.
 When those are unavailable, `Nemeses.unavailable(name)` gives the reason and the harness
 skips the nemesis (reported as skipped, never as passed).
@@ -14,6 +17,7 @@ import asyncio
 import json
 import logging
 import random
+import shutil
 import signal
 import threading
 import time
@@ -31,6 +35,7 @@ from chaos.schedule import (
     PAUSE,
     RESTART_ALL,
     SLOW_LOG_SERVER,
+    WIPE,
     Fault,
 )
 from node.client import LogClient, NodeClient
@@ -45,6 +50,8 @@ LATENCY_MS, JITTER_MS = 40, 30
 SLOW_LATENCY_MS, SLOW_JITTER_MS = 400, 200
 
 PARTITIONS = frozenset({PARTITION_RANDOM, PARTITION_SEQUENCER})
+# What a wipe deletes: the node's durable stores (its config and logs stay).
+WIPED_STORES = ("log-server", "etcd")
 PROXIED = frozenset({LATENCY, SLOW_LOG_SERVER})
 
 
@@ -153,6 +160,18 @@ class Nemeses:
         self._paused.discard(node.name)  # SIGKILL works on a stopped process too
         self._down.add(node.name)
 
+    def _all_whole(self) -> bool:
+        """Every node answers /health "ok": none is rebuilding lost data, none is down."""
+        for node in self.cluster.nodes:
+            try:
+                url = f"http://127.0.0.1:{node.ports.admin}/health"
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if json.loads(resp.read()).get("status") != "ok":
+                        return False
+            except (OSError, ValueError):
+                return False
+        return True
+
     def sequencer_of(self, log_id: int) -> ClusterNode:
         """The node sequencing the tail segment of a log, asked of any live node."""
         for node in self._rng.sample(self.cluster.nodes, len(self.cluster.nodes)):
@@ -186,6 +205,15 @@ class Nemeses:
             case "kill-random" | "kill-sequencer":
                 assert node is not None
                 self._kill(node)
+            case "wipe":
+                assert node is not None
+                whole = self._all_whole()
+                self._kill(node)
+                if whole:
+                    for store in WIPED_STORES:
+                        shutil.rmtree(node.base_dir / store, ignore_errors=True)
+                else:
+                    log.info("wipe of %s is a plain kill: a node is still rebuilding", node.name)
             case "pause":
                 assert node is not None
                 if self.cluster.alive(node):
@@ -218,7 +246,7 @@ class Nemeses:
 
     def end(self, active: Active) -> None:
         match active.fault.nemesis:
-            case "kill-random" | "kill-sequencer":
+            case "kill-random" | "kill-sequencer" | "wipe":
                 node = self.cluster.node(active.target)
                 if not self.cluster.alive(node):
                     self.spawn(node)
@@ -267,4 +295,4 @@ class Nemeses:
         )
 
 
-__all__ = ["KILL_RANDOM", "KILL_SEQUENCER", "PAUSE", "RESTART_ALL", "Active", "Nemeses", "ProxyThread"]
+__all__ = ["KILL_RANDOM", "KILL_SEQUENCER", "PAUSE", "RESTART_ALL", "WIPE", "Active", "Nemeses", "ProxyThread"]

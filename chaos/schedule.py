@@ -21,6 +21,7 @@ LATENCY = "latency"
 SLOW_LOG_SERVER = "slow-log-server"
 PAUSE = "pause"
 RESTART_ALL = "restart-all"
+WIPE = "wipe"
 
 ALL_NEMESES: tuple[str, ...] = (
     KILL_RANDOM,
@@ -31,6 +32,7 @@ ALL_NEMESES: tuple[str, ...] = (
     SLOW_LOG_SERVER,
     PAUSE,
     RESTART_ALL,
+    WIPE,
 )
 # Nemeses whose target is the sequencer of a log rather than a node picked up front.
 SEQUENCER_TARGETED = frozenset({KILL_SEQUENCER, PARTITION_SEQUENCER})
