@@ -39,8 +39,10 @@ from bifrost.core._types import LogletParams, loglet_id
 from bifrost.errors import (
     InvalidLsn,
     LogletSealed,
+    LogletWriteUnavailable,
     LogSealed,
     LogUnavailable,
+    NoWritableNodeset,
     RecordTooLarge,
     SequencerGone,
     UnknownLog,
@@ -104,10 +106,13 @@ class Bifrost:
         live_nodes: Callable[[], list[int]],
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         rng: random.Random | None = None,
+        all_live_nodes: Callable[[], list[int]] | None = None,
     ) -> None:
         self._store = store
         self._provider = provider
+        # Live log-servers that can join a nodeset; and all live ones, whatever their disks.
         self._live_nodes = live_nodes
+        self._all_live_nodes = all_live_nodes or live_nodes
         self._max_record_bytes = max_record_bytes
         self._rng = rng or random.Random()
         self._config: LogsConfig | None = None
@@ -206,7 +211,10 @@ class Bifrost:
                 done = await self._append_once(log_id, records, attempts)
             except (LogUnavailable, MetadataUnavailable, UnknownOutcome) as e:
                 # The sequencer is unreachable but not known dead, or the metadata store is
-                # between leaders: both pass; retry with backoff until the deadline.
+                # between leaders: both pass; retry with backoff until the deadline. Disks that
+                # cannot write do not pass by waiting: say so at once.
+                if isinstance(e, NoWritableNodeset):
+                    raise
                 if asyncio.get_running_loop().time() > deadline:
                     raise LogUnavailable(f"append to log {log_id} gave up: {e}") from e
                 log.info("append retry", extra={"log": log_id, "error": str(e)})
@@ -238,7 +246,8 @@ class Bifrost:
             await self._after_sealed(log_id, chain, version)
             return None
         except LogUnavailable as e:
-            if not isinstance(e, SequencerGone) and not self.sequencer_is_gone(seg.params):
+            replace = isinstance(e, SequencerGone | LogletWriteUnavailable)
+            if not replace and not self.sequencer_is_gone(seg.params):
                 raise
             if attempts == 0:
                 self.stats.reappended_records += len(records)
@@ -274,9 +283,13 @@ class Bifrost:
         live = sorted(set(self._live_nodes()))
         nodeset = select_nodeset(self.me, live, config.replication, self._rng, target=config.nodeset_size)
         if nodeset is None:
-            raise LogUnavailable(
-                f"only {len(live)} live writable log-servers, replication {config.replication} needs more"
-            )
+            alive = self._all_live_nodes()
+            if len(alive) >= config.replication:
+                raise NoWritableNodeset(
+                    f"only {len(live)} of {len(alive)} live log-servers can take writes, replication "
+                    f"{config.replication} needs more (see the nodes' /health for why)"
+                )
+            raise LogUnavailable(f"only {len(alive)} live log-servers, replication {config.replication} needs more")
         return nodeset
 
     # --- reconfiguration ---

@@ -41,3 +41,14 @@ class LogSealed(BifrostError):
 class SequencerGone(LogUnavailable):
     """The loglet's sequencer process is gone for good (its node restarted with a new
     generation): the segment must be sealed and replaced."""
+
+
+class LogletWriteUnavailable(LogUnavailable):
+    """Too few of the loglet's log-servers can write (disk faults): it must be sealed and
+    replaced by a loglet on healthy disks."""
+
+
+class NoWritableNodeset(LogUnavailable):
+    """Enough log-servers are alive, but too few of them can take writes (read-only after a disk
+    fault, or rebuilding lost data): no new segment can start until one recovers. Appends fail
+    at once with this, rather than wait for a deadline."""

@@ -15,7 +15,7 @@ from bifrost.chain_store import load_chain, load_logs_config, provision_logs
 from bifrost.core._types import GenerationalNodeId
 from bifrost.errors import UnknownLog
 from bifrost.log_server.storage_state import decide
-from bifrost.log_server.store import RocksLogStore
+from bifrost.log_server.store import RocksLogStore, StoreOpenError
 from bifrost.log_server.writer import WriterStats
 from bifrost.replicated.log_server import LogServerService
 from bifrost.replicated.messages import Heartbeat, WireCodec
@@ -131,9 +131,13 @@ async def check_storage(cfg: NodeSettings, store: MetadataStore) -> None:
     me = nodes.nodes.get(cfg.node_name) if nodes is not None else None
     if nodes is None or me is None:
         return  # a new node: its store is new too
+    try:
+        marker = RocksLogStore.read_identity(cfg.base_dir / "log-server")
+    except StoreOpenError as e:
+        raise StorageRefused(str(e)) from None
     decision = decide(
         path=str(cfg.base_dir / "log-server"),
-        marker=RocksLogStore.read_identity(cfg.base_dir / "log-server"),
+        marker=marker,
         recorded=me.log_server,
         cluster_id=nodes.cluster_id,
         node_id=me.node_id,
@@ -159,8 +163,12 @@ class LogRole:
         )
         log_server = None
         if "log-server" in cfg.roles:
-            self._log_store = RocksLogStore(cfg.base_dir / "log-server")
+            try:
+                self._log_store = RocksLogStore(cfg.base_dir / "log-server")
+            except StoreOpenError as e:
+                raise StorageRefused(str(e)) from None
             log_server = LogServerService(me.node, self._log_store)
+        self.log_server = log_server
         self.network = Network(
             me.node,
             WireCodec(),
@@ -177,11 +185,24 @@ class LogRole:
             non_authoritative=view.non_authoritative,
         )
         self.bifrost = Bifrost(
-            store, self.provider, self._live_log_servers, max_record_bytes=cfg.bifrost.max_record_bytes
+            store,
+            self.provider,
+            self._live_log_servers,
+            max_record_bytes=cfg.bifrost.max_record_bytes,
+            all_live_nodes=self._live_nodes,
         )
+
+    def storage_state(self) -> str:
+        """This node's log-server state as it stands now (a local disk fault shows at once)."""
+        if self.log_server is not None and self.log_server.fault is not None:
+            return StorageState.READ_ONLY.value
+        state = self.view.storage_state(self.me.node)
+        return (state or StorageState.READ_WRITE).value
 
     def health(self) -> str | None:
         """Why this node is degraded, or None when it is fully healthy."""
+        if self.log_server is not None and self.log_server.fault is not None:
+            return f"log-server read-only: {self.log_server.fault}"
         mine = self.view.nodes.nodes.get(self._cfg.node_name)
         st = mine.log_server if mine is not None else None
         if st is None or st.state is StorageState.READ_WRITE:
@@ -205,11 +226,16 @@ class LogRole:
 
     def _live_log_servers(self) -> list[int]:
         """Live log-servers that may join new nodesets (their stores take writes)."""
-        return [
-            n
-            for n in self.view.log_servers()
-            if (n == self.me.node or self.detector.is_alive(n)) and self.view.writable(n)
-        ]
+        return [n for n in self._live_nodes() if self._writable(n)]
+
+    def _live_nodes(self) -> list[int]:
+        return [n for n in self.view.log_servers() if n == self.me.node or self.detector.is_alive(n)]
+
+    def _writable(self, node: int) -> bool:
+        # This node knows its own disk faults first (its metadata may sit on the same full disk).
+        if node == self.me.node and self.log_server is not None and self.log_server.fault is not None:
+            return False
+        return self.view.writable(node)
 
     async def start(self) -> None:
         # Before serving anything: whether this node's store can be trusted decides what it may
@@ -254,6 +280,8 @@ class LogRole:
             )
 
     async def stop(self) -> None:
+        if self.log_server is not None:
+            self.log_server.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

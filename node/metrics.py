@@ -66,6 +66,20 @@ class LogRoleCollector(Collector):
                 "Persist write sets group-committed",
                 value=writer.write_sets,
             )
+        service = self._role.log_server
+        if service is not None:
+            yield CounterMetricFamily(
+                "durastate_log_server_faults",
+                "Times this log-server started refusing writes (a failed write or an unreadable store)",
+                value=service.faults,
+            )
+            state = GaugeMetricFamily(
+                "durastate_log_server_storage_state",
+                "This node's log-server storage state (1 for the current one)",
+                labels=["state"],
+            )
+            state.add_metric([self._role.storage_state()], 1.0)
+            yield state
         alive = GaugeMetricFamily("durastate_peer_alive", "Failure detector's view of peers", labels=["peer"])
         for node in self._role.view.log_servers():
             if node != self._role.me.node:

@@ -16,7 +16,14 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from bifrost.core._types import GenerationalNodeId
-from metadata import ClusterNameMismatch, EtcdMemberError, MetadataStore, MetadataUnavailable, UnknownOutcome
+from metadata import (
+    ClusterNameMismatch,
+    EtcdMemberError,
+    MetadataError,
+    MetadataStore,
+    MetadataUnavailable,
+    UnknownOutcome,
+)
 from metadata.etcd import EtcdMetadataStore
 from metadata.etcd_member import EtcdMember
 from metadata.local import LocalMetadataStore
@@ -142,8 +149,8 @@ async def run(cfg: NodeConfig, stop: asyncio.Event | None = None) -> None:
         cfg.base_dir.mkdir(parents=True, exist_ok=True)
         try:
             metadata = await open_metadata(cfg, stack)
-        except EtcdMemberError as e:
-            raise NodeStartError(str(e).splitlines()[0]) from None
+        except (EtcdMemberError, MetadataError) as e:
+            raise NodeStartError(str(e).strip().splitlines()[0]) from None
         try:
             await check_storage(cfg, metadata.store)
         except StorageRefused as e:
@@ -151,9 +158,9 @@ async def run(cfg: NodeConfig, stop: asyncio.Event | None = None) -> None:
         generation = await register(cfg, metadata.store)
         nodes = await current_nodes(metadata.store)
         me = GenerationalNodeId(nodes.nodes[cfg.node_name].node_id, generation)
-        log_role = LogRole(cfg, metadata.store, me, ClusterView(nodes))
-        stack.push_async_callback(log_role.stop)
         try:
+            log_role = LogRole(cfg, metadata.store, me, ClusterView(nodes))
+            stack.push_async_callback(log_role.stop)
             await log_role.start()
         except StorageRefused as e:
             raise NodeStartError(str(e)) from None

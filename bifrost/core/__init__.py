@@ -20,7 +20,7 @@ from ._chain import Chain, Segment
 from ._describe import describe
 from ._errors import BifrostCoreError, ChainError, LocalProtocolError
 from ._io import NodeAlive, NodeDead, Response, Send, SetTimer, Tick
-from ._log_server import LogletMode, LogServer, Persist, Persisted, Reply, Request
+from ._log_server import LogletMode, LogServer, Persist, Persisted, PersistFailed, Reply, Request
 from ._messages import (
     Data,
     Digest,
@@ -74,6 +74,7 @@ from ._storage import (
     PutSealed,
     PutSequencer,
     PutTrimPoint,
+    StorageError,
     Write,
 )
 from ._tasks import (
@@ -130,6 +131,7 @@ __all__ = [
     "NoSafeTail",
     "NodeSetChecker",
     "Persist",
+    "PersistFailed",
     "Persisted",
     "PutKnownGlobalTail",
     "PutLocalTail",
@@ -164,6 +166,7 @@ __all__ = [
     "SetTail",
     "SetTimer",
     "Status",
+    "StorageError",
     "Store",
     "StoreFlags",
     "Stored",

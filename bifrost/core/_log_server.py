@@ -33,6 +33,13 @@ Store acceptance rules, in order (Restate's log-server, §3.3 of the reference):
 Rule 6 is why an acknowledgement always vouches for the bytes the sender sent: a server never
 answers OK for an offset that holds someone else's record.
 
+**Storage faults.** A failed sync (`PersistFailed`: ENOSPC, EIO) leaves the disk in an unknown
+state: the batch's waiters are answered DISABLED (nothing they sent is vouched for), and from
+then on every request that writes (Store, Seal, Trim) is answered DISABLED at once, while reads
+of durable state go on. A read that meets a storage error (`StorageError`: corruption) disables
+reads too. `fault` says why. The shell recovers by building a new `LogServer` over the repaired
+storage (construction is recovery).
+
 Per-loglet modes (the seal is the only mode change; everything else is data):
 
     mode     Store          Seal                  Persisted(batch with the seal)
@@ -81,6 +88,7 @@ from ._storage import (
     PutSealed,
     PutSequencer,
     PutTrimPoint,
+    StorageError,
     Write,
     describe_write,
 )
@@ -105,7 +113,15 @@ class Persisted:
     token: int
 
 
-LogServerInput = Request | Persisted
+@dataclass(frozen=True, slots=True)
+class PersistFailed:
+    """The shell's write or sync of the Persist with this token failed."""
+
+    token: int
+    reason: str
+
+
+LogServerInput = Request | Persisted | PersistFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +212,8 @@ class LogServer:
         self._buffer_waiters: list[_Waiter] = []
         self._inflight: tuple[int, tuple[Write, ...], list[_Waiter]] | None = None
         self._failed = False
+        self._fault: str | None = None
+        self._reads_failed = False
         self._out: list[LogServerOutput] = []
 
     # --- read-only introspection ---
@@ -207,6 +225,11 @@ class LogServer:
     @property
     def failed(self) -> bool:
         return self._failed
+
+    @property
+    def fault(self) -> str | None:
+        """Why this server refuses writes (and maybe reads), or None when it is healthy."""
+        return self._fault
 
     def mode(self, loglet_id: LogletId) -> LogletMode:
         return self._loglet(loglet_id).mode
@@ -229,15 +252,10 @@ class LogServer:
         try:
             if isinstance(inp, Persisted):
                 self._on_persisted(inp.token)
+            elif isinstance(inp, PersistFailed):
+                self._on_persist_failed(inp)
             elif isinstance(inp, Request):
-                lg = self._loglet(inp.message.header.loglet_id)
-                # The header's global tail is a fact about committed offsets: learn it first,
-                # so a store may fill the slot right at the newly learned tail.
-                lg.known_global_tail = max(lg.known_global_tail, inp.message.header.known_global_tail)
-                handler = _TABLE.get((lg.mode, type(inp.message)))
-                if handler is None:
-                    raise LocalProtocolError(f"no transition for {type(inp.message).__name__} in {lg.mode}")
-                handler(self, lg, inp)
+                self._on_request(inp)
             else:
                 raise LocalProtocolError(f"unknown input {inp!r}")
         except LocalProtocolError:
@@ -246,6 +264,50 @@ class LogServer:
         self._maybe_flush()
         out, self._out = self._out, []
         return out
+
+    def _on_request(self, inp: Request) -> None:
+        msg = inp.message
+        if self._fault is not None and self._reads_failed:
+            # Nothing it holds can be trusted: not even its tails are described.
+            header = ResponseHeader(1, msg.header.known_global_tail, False, Status.DISABLED)
+            return self._out.append(Reply(inp.sender, inp.request_id, _refusal(msg, header)))
+        try:
+            lg = self._loglet(msg.header.loglet_id)
+            # The header's global tail is a fact about committed offsets: learn it first,
+            # so a store may fill the slot right at the newly learned tail.
+            lg.known_global_tail = max(lg.known_global_tail, msg.header.known_global_tail)
+            if self._fault is not None and isinstance(msg, _WRITES):
+                return self._reply(inp, _refusal(msg, self._header(lg, Status.DISABLED)))
+            handler = _TABLE.get((lg.mode, type(msg)))
+            if handler is None:
+                raise LocalProtocolError(f"no transition for {type(msg).__name__} in {lg.mode}")
+            handler(self, lg, inp)
+        except StorageError as e:
+            # Reads happen before any state changes in every handler: nothing was staged.
+            self._fault = f"the store cannot be read: {e}"
+            self._reads_failed = True
+            header = ResponseHeader(1, msg.header.known_global_tail, False, Status.DISABLED)
+            self._out.append(Reply(inp.sender, inp.request_id, _refusal(msg, header)))
+
+    def _on_persist_failed(self, inp: PersistFailed) -> None:
+        if self._inflight is None or self._inflight[0] != inp.token:
+            raise LocalProtocolError(f"PersistFailed({inp.token}) but the outstanding batch is {self._inflight!r}")
+        self._fault = f"a write to the store failed: {inp.reason}"
+        waiters = self._inflight[2] + self._buffer_waiters
+        self._inflight = None
+        self._buffer, self._buffer_waiters = [], []
+        for w in waiters:
+            lg = self._loglet(w.loglet_id)
+            header = self._header(lg, Status.DISABLED)
+            msg: ReplyMessage
+            match w.kind:
+                case _WaitKind.SEALED:
+                    msg = Sealed(header)
+                case _WaitKind.TRIMMED:
+                    msg = Trimmed(header)
+                case _:
+                    msg = Stored(header)
+            self._out.append(Reply(w.to, w.request_id, msg))
 
     # --- helpers ---
 
@@ -276,7 +338,7 @@ class LogServer:
             self._release(waiter)
 
     def _maybe_flush(self) -> None:
-        if self._inflight is None and self._buffer:
+        if self._inflight is None and self._buffer and self._fault is None:
             token = self._next_token
             self._next_token += 1
             writes = tuple(self._buffer)
@@ -476,6 +538,27 @@ class LogServer:
             if start >= 0:
                 ranges.append(DigestRange(start, prev, DigestKind.EXISTS))
         self._reply(req, Digest(self._header(lg, Status.OK), tuple(ranges)))
+
+
+_WRITES = (Store, Seal, Trim)
+
+
+def _refusal(msg: RequestMessage, header: ResponseHeader) -> ReplyMessage:
+    """The reply of the request's own type, carrying only a refusal."""
+    match msg:
+        case Store():
+            return Stored(header)
+        case Seal():
+            return Sealed(header)
+        case GetLogletInfo():
+            return LogletInfo(header, 0)
+        case GetRecords(from_offset=f):
+            return Records(header, f, ())
+        case Trim():
+            return Trimmed(header)
+        case GetDigest():
+            return Digest(header, ())
+    raise TypeError(f"not a log-server request: {msg!r}")
 
 
 _Handler = Callable[[LogServer, _Loglet, Request], None]

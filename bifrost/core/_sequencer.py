@@ -18,6 +18,11 @@ Rules (reference §3.2):
   (`store_timeout_ms`, `retry_backoff_ms`), forever, while the loglet is open. A server that
   answers CONFLICT holds another record at one of the batch's offsets: it never gets that
   batch again (the batch can only commit on the others).
+* A server that answers DISABLED (its disk failed) is retried with backoff, but while the
+  servers neither dead, sealed nor disabled cannot form a write quorum, every unacknowledged
+  batch fails at once with `AppendError.WRITE_UNAVAILABLE` instead of waiting, and so does
+  every later Append (state UNAVAILABLE): offsets were handed out that may never commit, so
+  the loglet can only be sealed and replaced by one on healthy disks.
 * Servers that answer SEALED (or SEALING) are sealed for good. Once sealed servers form an
   f-majority the sequencer is SEALED: every unacknowledged batch and every later Append fails
   with `AppendError.SEALED`, and no further `Committed` is ever emitted (the first sealed tail
@@ -25,10 +30,12 @@ Rules (reference §3.2):
 
 States and transitions (missing entry -> LocalProtocolError, state FAILED):
 
-    state   Append         Response              Tick     NodeDead/NodeAlive
-    OPEN    assign, send   ack/commit/seal ->*   retry    graylist / ungraylist
-    SEALED  AppendFailed   track servers         -        track
-    (*) -> SEALED when sealed servers form an f-majority
+    state        Append         Response              Tick     NodeDead/NodeAlive
+    OPEN         assign, send   ack/commit/seal ->*   retry    graylist / ungraylist
+    SEALED       AppendFailed   track servers         -        track
+    UNAVAILABLE  AppendFailed   track servers         -        track
+    (*) -> SEALED when sealed servers form an f-majority; -> UNAVAILABLE when the writable ones
+        cannot form a write quorum
 """
 
 from __future__ import annotations
@@ -47,12 +54,16 @@ from ._types import MAX_OFFSET, LogletParams, NodeId
 class SequencerState(enum.Enum):
     OPEN = "open"
     SEALED = "sealed"
+    UNAVAILABLE = "unavailable"
     FAILED = "failed"
 
 
 class AppendError(enum.Enum):
     SEALED = "sealed"
     RECONFIGURATION_NEEDED = "reconfiguration-needed"
+    WRITE_UNAVAILABLE = "write-unavailable"
+    """The servers that can still take writes (not dead, sealed or refusing with DISABLED) are
+    too few for a write quorum, and storage faults are part of why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +129,13 @@ class _Batch:
 
 
 class _Server:
-    __slots__ = ("dead", "local_tail", "sealed")
+    __slots__ = ("dead", "disabled", "local_tail", "sealed")
 
     def __init__(self) -> None:
         self.local_tail = 1
         self.sealed = False
         self.dead = False
+        self.disabled = False
 
 
 class Sequencer:
@@ -195,6 +207,9 @@ class Sequencer:
     def _on_append_sealed(self, inp: Append) -> None:
         self._out.append(AppendFailed(inp.batch_id, AppendError.SEALED))
 
+    def _on_append_unavailable(self, inp: Append) -> None:
+        self._out.append(AppendFailed(inp.batch_id, AppendError.WRITE_UNAVAILABLE))
+
     def _on_response(self, inp: Response) -> None:
         entry = self._requests.pop(inp.request_id, None)
         msg = inp.message
@@ -207,6 +222,7 @@ class Sequencer:
         batch.deadline.pop(node, None)
         if h.sealed or h.status in (Status.SEALED, Status.SEALING):
             srv.sealed = True
+        srv.disabled = h.status is Status.DISABLED
         if h.status is Status.OK:
             if node not in batch.acked:
                 batch.acked.append(node)
@@ -219,6 +235,8 @@ class Sequencer:
             batch.retry_at[node] = self._now + self._config.retry_backoff_ms
         if self._state is SequencerState.OPEN:
             self._check_sealed()
+        if self._state is SequencerState.OPEN and srv.disabled:
+            self._check_writable()
 
     def _on_tick(self, inp: Tick) -> None:
         self._now = max(self._now, inp.now_ms)
@@ -264,6 +282,18 @@ class Sequencer:
                 self._forget(b)
                 self._out.append(AppendFailed(b.batch_id, AppendError.SEALED))
             self._batches = []
+
+    def _check_writable(self) -> None:
+        chk = self._checker()
+        for n, srv in self._servers.items():
+            chk.set_attribute(n, not (srv.dead or srv.sealed or srv.disabled))
+        if chk.check_write_quorum(bool):
+            return
+        self._state = SequencerState.UNAVAILABLE
+        for b in self._batches:
+            self._forget(b)
+            self._out.append(AppendFailed(b.batch_id, AppendError.WRITE_UNAVAILABLE))
+        self._batches = []
 
     def _forget(self, batch: _Batch) -> None:
         for rid in [r for r, (b, _) in self._requests.items() if b is batch]:
@@ -318,4 +348,9 @@ _TABLE: dict[tuple[SequencerState, type], _Handler] = {
     (SequencerState.SEALED, Tick): Sequencer._on_tick_sealed,
     (SequencerState.SEALED, NodeDead): Sequencer._on_node_dead,
     (SequencerState.SEALED, NodeAlive): Sequencer._on_node_alive,
+    (SequencerState.UNAVAILABLE, Append): Sequencer._on_append_unavailable,
+    (SequencerState.UNAVAILABLE, Response): Sequencer._on_response,
+    (SequencerState.UNAVAILABLE, Tick): Sequencer._on_tick_sealed,
+    (SequencerState.UNAVAILABLE, NodeDead): Sequencer._on_node_dead,
+    (SequencerState.UNAVAILABLE, NodeAlive): Sequencer._on_node_alive,
 }  # type: ignore[dict-item]

@@ -89,13 +89,20 @@ def describe_write(w: Write) -> str:
     raise TypeError(w)
 
 
+class StorageError(Exception):
+    """The store failed a read (corruption, an I/O error): the data it should hold cannot be
+    trusted to be there. Raised by ``LogStorage`` implementations; the log-server core turns it
+    into DISABLED answers, never into a partial read."""
+
+
 class LogStorage(Protocol):
     def load_loglet(self, loglet_id: LogletId) -> LogletState:
         """Durable state of the loglet (the default state if the loglet is unknown)."""
         ...
 
     def read(self, loglet_id: LogletId, from_offset: int, to_offset: int) -> Iterator[tuple[int, bytes]]:
-        """Durable records with from_offset <= offset <= to_offset, in ascending order."""
+        """Durable records with from_offset <= offset <= to_offset, in ascending order. Raises
+        ``StorageError`` rather than end early when the store cannot read what it holds."""
         ...
 
 

@@ -1,6 +1,7 @@
 """Key layout of the log-server's RocksDB (raw mode). A prefix, once assigned, is never reused.
 
     b"i"                                          -> the store's identity (StoreIdentity, msgpack)
+    b"p"                                          -> transient: the write probe of disk recovery
     b"d" + loglet_id (u64 BE) + offset (u64 BE)  -> record payload
     b"m" + loglet_id (u64 BE) + field (1 byte)   -> loglet metadata:
         b"t" local tail (u64 BE)     b"g" known global tail (u64 BE)
@@ -15,6 +16,7 @@ from __future__ import annotations
 import struct
 
 IDENTITY = b"i"
+PROBE = b"p"
 DATA = b"d"
 META = b"m"
 

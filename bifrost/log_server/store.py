@@ -17,6 +17,7 @@ from bifrost.core import (
     PutSealed,
     PutSequencer,
     PutTrimPoint,
+    StorageError,
     Write,
 )
 from bifrost.core._types import GenerationalNodeId
@@ -25,15 +26,59 @@ from bifrost.log_server.storage_state import StoreIdentity
 from bifrost.log_server.writer import DeleteRange, GroupCommitWriter, Ops
 
 
+class StoreOpenError(Exception):
+    """The store cannot be opened or does not pass its check; one line, naming the file."""
+
+
 class RocksLogStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, verify: bool = True) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        self.db = Rdict(str(path), Options(raw_mode=True))
+        self.path = path
+        self.db = _open(path)
+        self._closed = False
         self.writer = GroupCommitWriter(self.db)
+        if verify:
+            self.verify()
 
     async def close(self) -> None:
         await self.writer.close()
-        self.db.close()
+        if not self._closed:
+            self._closed = True
+            self.db.close()
+
+    def verify(self) -> int:
+        """Read every key with checksums checked (RocksDB checks blocks only when they are read,
+        and its iterator ends silently at a bad block): a corrupted store is refused at start,
+        not discovered by a reader later. Returns the number of keys read."""
+        it = self.db.iter()
+        it.seek_to_first()
+        n = 0
+        while it.valid():
+            n += 1
+            it.next()
+        try:
+            it.status()
+        except Exception as e:  # rocksdict raises bare Exception with RocksDB's status text
+            raise StoreOpenError(f"the log-server store at {self.path} is corrupted: {_one_line(e)}") from None
+        return n
+
+    def reopen(self) -> None:
+        """Close and open the database again: after a failed WAL write RocksDB refuses every
+        write until it is reopened. Unsynced state is rebuilt from its WAL, as after a crash.
+        When the open fails (the disk is still full) the store stays closed; call again."""
+        if not self._closed:
+            self._closed = True
+            self.db.close()
+        self.db = _open(self.path)
+        self._closed = False
+        self.writer = GroupCommitWriter(self.db)
+
+    def probe_write(self) -> None:
+        """One synced write and delete of a probe key: raises when the disk still cannot take it."""
+        opts = WriteOptions()
+        opts.sync = True
+        self.db.put(keys.PROBE, b"\x01", opts)
+        self.db.delete(keys.PROBE, opts)
 
     # --- identity ---
 
@@ -46,7 +91,7 @@ class RocksLogStore:
         there is no store there, or a store without a marker)."""
         if not path.is_dir() or not any(path.iterdir()):
             return None
-        db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+        db = _open(path, read_only=True)
         try:
             return _decode_identity(db.get(keys.IDENTITY))
         finally:
@@ -66,15 +111,18 @@ class RocksLogStore:
         return default if raw is None else keys.U64.unpack(raw)[0]
 
     def load_loglet(self, loglet_id: int) -> LogletState:
-        seq_raw = self.db.get(keys.meta_key(loglet_id, keys.SEQUENCER))
-        sequencer = None if seq_raw is None else GenerationalNodeId(*keys.NODE_GEN.unpack(seq_raw))
-        return LogletState(
-            local_tail=self._u64(loglet_id, keys.LOCAL_TAIL, 1),
-            sealed=self.db.get(keys.meta_key(loglet_id, keys.SEALED)) is not None,
-            sequencer=sequencer,
-            trim_point=self._u64(loglet_id, keys.TRIM_POINT, 0),
-            known_global_tail=self._u64(loglet_id, keys.GLOBAL_TAIL, 1),
-        )
+        try:
+            seq_raw = self.db.get(keys.meta_key(loglet_id, keys.SEQUENCER))
+            sequencer = None if seq_raw is None else GenerationalNodeId(*keys.NODE_GEN.unpack(seq_raw))
+            return LogletState(
+                local_tail=self._u64(loglet_id, keys.LOCAL_TAIL, 1),
+                sealed=self.db.get(keys.meta_key(loglet_id, keys.SEALED)) is not None,
+                sequencer=sequencer,
+                trim_point=self._u64(loglet_id, keys.TRIM_POINT, 0),
+                known_global_tail=self._u64(loglet_id, keys.GLOBAL_TAIL, 1),
+            )
+        except Exception as e:  # rocksdict raises bare Exception for I/O errors and corruption
+            raise StorageError(_one_line(e)) from None
 
     def read(self, loglet_id: int, from_offset: int, to_offset: int) -> Iterator[tuple[int, bytes]]:
         opts = ReadOptions()
@@ -84,6 +132,11 @@ class RocksLogStore:
         while it.valid():
             yield keys.data_offset(it.key()), it.value()
             it.next()
+        # The iterator also stops at a block it cannot read: only its status tells the two apart.
+        try:
+            it.status()
+        except Exception as e:
+            raise StorageError(_one_line(e)) from None
 
     # --- Persist -> one write set ---
 
@@ -112,3 +165,19 @@ class RocksLogStore:
 
 def _decode_identity(raw: bytes | None) -> StoreIdentity | None:
     return None if raw is None else msgspec.msgpack.decode(raw, type=StoreIdentity)
+
+
+def _open(path: Path, *, read_only: bool = False) -> Rdict:
+    options = Options(raw_mode=True)
+    options.set_paranoid_checks(True)
+    try:
+        if read_only:
+            return Rdict(str(path), options, access_type=AccessType.read_only())
+        return Rdict(str(path), options)
+    except Exception as e:  # rocksdict raises bare Exception for lock, I/O and corruption errors
+        raise StoreOpenError(f"cannot open the log-server store at {path}: {_one_line(e)}") from None
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -29,7 +29,7 @@ from bifrost.core import (
     TrimTask,
 )
 from bifrost.core._types import LogletParams, describe_loglet
-from bifrost.errors import LogletSealed, LogUnavailable, SequencerGone
+from bifrost.errors import LogletSealed, LogletWriteUnavailable, LogUnavailable, SequencerGone
 from bifrost.loglet import LogletEntry, Record, TailState, TrimGap
 from bifrost.replicated.messages import (
     AppendRequest,
@@ -103,6 +103,8 @@ class ReplicatedLoglet:
             return resp.last_offset
         if resp.status == AppendStatus.SEALED:
             raise LogletSealed(resp.known_global_tail)
+        if resp.status == AppendStatus.WRITE_UNAVAILABLE:
+            raise LogletWriteUnavailable(resp.message)
         if resp.status == AppendStatus.NOT_SEQUENCER:
             raise SequencerGone(f"{self.params.sequencer} no longer runs: {resp.message}")
         raise LogUnavailable(f"sequencer N{node}: {resp.status} {resp.message}".strip())

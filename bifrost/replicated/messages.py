@@ -26,6 +26,7 @@ class AppendStatus:
     OK = "ok"
     SEALED = "sealed"
     NOT_SEQUENCER = "not-sequencer"
+    WRITE_UNAVAILABLE = "write-unavailable"
     UNAVAILABLE = "unavailable"
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from bifrost.core import RequestMessage
 from bifrost.core._types import GenerationalNodeId, LogletParams
-from bifrost.errors import LogletSealed
+from bifrost.errors import LogletSealed, LogletWriteUnavailable
 from bifrost.replicated.log_server import LogServerService
 from bifrost.replicated.loglet import ReplicatedLoglet
 from bifrost.replicated.messages import (
@@ -122,6 +122,8 @@ class ReplicatedProvider:
                 reply(request_id, AppendResponse(AppendStatus.OK, f.result(), seq.tail_state.offset))
             elif isinstance(exc, LogletSealed):
                 reply(request_id, AppendResponse(AppendStatus.SEALED, known_global_tail=exc.tail))
+            elif isinstance(exc, LogletWriteUnavailable):
+                reply(request_id, AppendResponse(AppendStatus.WRITE_UNAVAILABLE, message=str(exc)))
             else:
                 reply(request_id, AppendResponse(AppendStatus.UNAVAILABLE, message=str(exc)))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from bifrost.core import Append, AppendError, AppendFailed, Committed, Sequencer, SequencerState
 from bifrost.core._types import LogletParams
-from bifrost.errors import LogletSealed, LogUnavailable
+from bifrost.errors import LogletSealed, LogletWriteUnavailable, LogUnavailable
 from bifrost.loglet import TailState
 from bifrost.replicated.runtime import CoreDriver, Network, now_ms
 from bifrost.tail_watch import TailWatch
@@ -87,11 +87,15 @@ class SequencerService:
             self.tail.advance(out.last_offset + 1)
         elif isinstance(out, AppendFailed):
             tail = self._core.known_global_tail
-            error: Exception = (
-                LogletSealed(tail)
-                if out.reason is AppendError.SEALED
-                else LogUnavailable(f"sequencer cannot append: {out.reason.value}")
-            )
+            error: Exception
+            if out.reason is AppendError.SEALED:
+                error = LogletSealed(tail)
+            elif out.reason is AppendError.WRITE_UNAVAILABLE:
+                error = LogletWriteUnavailable(
+                    f"too few log-servers of {self.params} can write (disk faults); the loglet must be replaced"
+                )
+            else:
+                error = LogUnavailable(f"sequencer cannot append: {out.reason.value}")
             for _, fut in self._waiters.pop(out.batch_id, []):
                 if not fut.done():
                     fut.set_exception(error)

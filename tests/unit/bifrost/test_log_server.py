@@ -16,6 +16,7 @@ from bifrost.core import (
     MemoryLogStore,
     Persist,
     Persisted,
+    PersistFailed,
     Reply,
     Request,
     RequestHeader,
@@ -79,6 +80,10 @@ class LogServerEnv:
                 return "\n".join(self.step(Request(sender, self.rid, msg)))
             case "trim":
                 return "\n".join(self.step(Request(sender, self.rid, Trim(hdr, t.int_arg("to")))))
+            case "persist-fail":
+                # the shell's write of the oldest outstanding batch fails (disk full)
+                p = self.pending.pop(0)
+                return "\n".join(self.step(PersistFailed(p.token, t.arg("reason", "No space left on device"))))
             case "persist":
                 # sync the oldest outstanding batch: apply it to the disk, then tell the core
                 if not self.pending:
@@ -91,6 +96,8 @@ class LogServerEnv:
                 self.pending = []
                 self.server = LogServer(1, self.disk)
                 return f"restarted; {lost} unsynced batch(es) lost"
+            case "fault":
+                return f"fault={self.server.fault}"
             case "state":
                 s = self.server
                 return (
