@@ -240,7 +240,12 @@ def _endpoint(document: Any) -> Endpoint:
         if value > _I32_MAX:
             raise _bad_response(f"{bound} protocol version must be in [1, {_I32_MAX}]")
     for service in services:
-        check_service_name(service.name)
+        try:
+            check_service_name(service.name)
+        except SchemaError as refused:
+            raise ManifestError(
+                str(refused), status=refused.status, restate_code=refused.restate_code
+            ) from None
     return Endpoint(mode, low, high, services, compression)
 
 
