@@ -17,8 +17,9 @@ Partition keys: keyed targets (objects, workflows) hash the key alone, as Restat
 key of every service lives on one partition; unkeyed requests with an idempotency key hash that
 key; the rest are random. The hash is BLAKE2b with an 8-byte digest (stdlib): its output is fixed
 by RFC 7693 on every platform and Python version, which matters because partition keys are
-stored inside ids forever, and it costs well under a microsecond for short keys (not xxh3 as in
-Restate: byte parity with Restate's ids is not needed, only stability). Partitions split the u64
+stored inside ids forever, it needs no dependency, and it costs about a microsecond for a short
+key, once per invocation (not xxh3 as in Restate: byte parity with Restate's ids is not needed,
+only stability). Partitions split the u64
 key space into equal ranges, numbered from 0 as in Restate (the first ranges are one key longer
 when the count does not divide 2^64).
 

@@ -44,6 +44,7 @@ DEFAULT_MAX_FRAME_SIZE: Final = 32 * 1024 * 1024
 _MAX_PAYLOAD: Final = 0xFFFF_FFFF
 
 _HEADER: Final = struct.Struct(">HHI")
+_SUSPENSION: Final = int(MessageType.SUSPENSION)  # a plain int: enum member lookups cost in the frame loop
 
 
 class Sender(enum.Enum):
@@ -188,6 +189,7 @@ class Decoder:
         parsers = self._parsers
         unpack = _HEADER.unpack_from
         new_frame = tuple.__new__  # half the cost of Frame(...): this loop runs once per frame
+        versioned = self._version is not None
         limit = self._max_frame_size
         size = len(data)
         base = self._consumed
@@ -222,7 +224,7 @@ class Decoder:
                     raise ProtocolError(
                         f"cannot parse {parser.DESCRIPTOR.name}: {error}", type_id=type_id, offset=base + pos
                     ) from None
-                if type_id == MessageType.SUSPENSION and self._version is not None:
+                if type_id == _SUSPENSION and versioned:
                     self._check_suspension(message, base + pos)
             frames.append(new_frame(Frame, (type_id, flags, payload, message, base + pos)))
             pos = end
