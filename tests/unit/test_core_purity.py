@@ -1,8 +1,9 @@
 """Every sans-I/O core (a ``core`` package anywhere in the project) stays free of the world:
 no clocks, sockets, tasks, threads, disks, RPC or HTTP clients, and randomness only through an
 injected ``random.Random`` (STYLE-ANCHORS, "What durastate takes", rule 2). Inside the project
-a core may import only cores and the pure ``errors`` modules: the shell imports the core, never
-the other way round."""
+a core may import only cores, the pure ``errors`` modules and the pure protocol libraries in
+``PURE`` (checked sans-I/O by tests/unit/processor/test_protocol_purity.py): the shell imports the
+core, never the other way round."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ FORBIDDEN = frozenset(
         "boto3",
     }
 )
+# Pure libraries (no I/O, clocks or randomness of their own) that cores may build on.
+PURE = ("processor.protocol", "processor.ids", "proto.durastate.service_protocol")
 # random.Random (an injected instance's type) is fine; the module-level functions are not.
 RANDOM_ALLOWED = {"Random"}
 
@@ -67,7 +70,12 @@ def violations(source: str, package: str) -> list[str]:
             top = module.split(".")[0]
             if top in FORBIDDEN:
                 found.append(module)
-            elif top in PROJECT and ".core" not in module and not module.endswith(".errors"):
+            elif (
+                top in PROJECT
+                and ".core" not in module
+                and not module.endswith(".errors")
+                and not module.startswith(PURE)
+            ):
                 found.append(module)
     for node in ast.walk(ast.parse(source)):
         if (

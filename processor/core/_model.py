@@ -1,0 +1,211 @@
+"""The values a partition keeps and the log carries: targets, invocations, journal entries,
+results, response sinks, timers and outbox messages.
+
+All are frozen msgspec Structs in array form: they are encoded into log records and store
+values by `processor.core._codec` (one versioned format) and must stay cheap to build and read
+(the state machine handles a few per invocation step, on every replica).
+
+Invocation ids are kept as their 24 raw bytes (partition key u64 + uuid u128, big-endian), the
+form the service protocol's StartMessage carries; `processor.ids.InvocationId` renders them.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+InvocationIdBytes = bytes
+"""24 raw bytes: partition key (u64 BE) then uuid (u128 BE)."""
+
+
+class ServiceType(enum.Enum):
+    SERVICE = "service"
+    VIRTUAL_OBJECT = "virtual_object"
+    WORKFLOW = "workflow"
+
+
+class HandlerType(enum.Enum):
+    SHARED = "shared"
+    EXCLUSIVE = "exclusive"
+    WORKFLOW = "workflow"
+
+
+class Target(msgspec.Struct, frozen=True, array_like=True):
+    """What an invocation runs: resolved against the schema by whoever created it."""
+
+    service: str
+    handler: str
+    service_type: ServiceType
+    handler_type: HandlerType | None = None
+    """None for plain services (their handlers have no type)."""
+    key: str | None = None
+    """Object or workflow key; None for plain services."""
+
+    @property
+    def exclusive(self) -> bool:
+        """Runs alone per key: an object's exclusive handler, or a workflow's run handler."""
+        return self.handler_type in (HandlerType.EXCLUSIVE, HandlerType.WORKFLOW)
+
+    @property
+    def keyed(self) -> bool:
+        return self.service_type is not ServiceType.SERVICE
+
+    def __str__(self) -> str:
+        if self.key is None:
+            return f"{self.service}/{self.handler}"
+        return f"{self.service}/{self.key}/{self.handler}"
+
+
+class Failure(msgspec.Struct, frozen=True, array_like=True):
+    code: int
+    message: str
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+class Result(msgspec.Struct, frozen=True, array_like=True):
+    """An invocation's or a completion's outcome: a value (bytes), or a failure."""
+
+    value: bytes | None = None
+    failure: Failure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+class JournalEntry(msgspec.Struct, frozen=True, array_like=True):
+    """One entry as the service protocol stores it: replayed to the SDK byte for byte."""
+
+    type_id: int
+    raw: bytes
+
+
+# --- where results go ---------------------------------------------------------------------
+
+
+class IngressSink(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """An HTTP request waiting on some ingress node: the result goes back there over the data
+    port. ``generation`` fences a restarted ingress (its requests are gone)."""
+
+    node: int
+    generation: int
+    request_id: int
+
+
+class PartitionSink(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """A calling invocation waiting on completion ``completion_id`` (possibly on another
+    partition): the result travels as an ``InvocationResponse`` through the outbox."""
+
+    caller: InvocationIdBytes
+    completion_id: int
+
+
+ResponseSink = IngressSink | PartitionSink
+
+
+# --- invocations ----------------------------------------------------------------------------
+
+
+class ServiceInvocation(msgspec.Struct, frozen=True, array_like=True):
+    """A new invocation, as the ingress or a calling invocation asks for it."""
+
+    invocation_id: InvocationIdBytes
+    target: Target
+    deployment_id: str
+    """The deployment it runs on, chosen when it was created (immutable deployments)."""
+    argument: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    response_sink: ResponseSink | None = None
+    submit_sink: IngressSink | None = None
+    """A one-way send waiting to learn whether it was accepted or a duplicate."""
+    idempotency_key: str | None = None
+    execution_time_ms: int = 0
+    """Run no earlier than this (a delayed send); 0 = now."""
+    caller: InvocationIdBytes | None = None
+    """The invocation that made this call or send; None from the ingress."""
+    completion_retention_ms: int = 0
+    journal_retention_ms: int = 0
+
+
+class StatusKind(enum.Enum):
+    SCHEDULED = "scheduled"
+    INBOXED = "inboxed"
+    INVOKED = "invoked"
+    SUSPENDED = "suspended"
+    COMPLETED = "completed"
+
+
+class Awaiting(msgspec.Struct, frozen=True, array_like=True):
+    """What a suspended invocation waits for: any one of these resumes it."""
+
+    completion_ids: tuple[int, ...] = ()
+    signal_ids: tuple[int, ...] = ()
+    signal_names: tuple[str, ...] = ()
+
+
+class InvocationStatus(msgspec.Struct, frozen=True, array_like=True):
+    """One invocation's row: lifecycle, where its result goes, and what replay needs.
+
+    ``journal_length`` counts entries (commands and notifications, Input included);
+    ``commands`` counts commands only (the SDK's command indexes); ``completions`` and
+    ``signals`` list the completion ids and signal indexes already notified, so a suspension
+    can be checked and resumed without reading the journal."""
+
+    kind: StatusKind
+    invocation: ServiceInvocation
+    created_at_ms: int
+    modified_at_ms: int
+    response_sinks: tuple[ResponseSink, ...] = ()
+    journal_length: int = 0
+    commands: int = 0
+    completions: tuple[int, ...] = ()
+    signals: tuple[int, ...] = ()
+    signal_names: tuple[str, ...] = ()
+    awaiting: Awaiting | None = None
+    inbox_seq: int = 0
+    result: Result | None = None
+    """Set when COMPLETED (kept for the retention period), or once the Output command came."""
+    completed_at_ms: int = 0
+    expires_at_ms: int = 0
+
+
+# --- timers ---------------------------------------------------------------------------------
+
+
+class TimerKind(enum.Enum):
+    SLEEP = "sleep"
+    """Completes a Sleep command: ``completion_id``."""
+    INVOKE = "invoke"
+    """Starts a delayed (scheduled) invocation."""
+    CLEANUP = "cleanup"
+    """Purges a completed invocation whose retention ended."""
+
+
+class TimerKey(msgspec.Struct, frozen=True, array_like=True, order=True):
+    """Ordered by wake-up time first: the leader's timer service fires them in key order."""
+
+    wake_up_ms: int
+    invocation_id: InvocationIdBytes
+    kind: TimerKind
+    completion_id: int = 0
+
+
+# --- cross-partition messages ---------------------------------------------------------------
+
+
+class InvocationResponse(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """The result of a call, for the caller's partition."""
+
+    caller: InvocationIdBytes
+    completion_id: int
+    callee: InvocationIdBytes
+    result: Result
+
+
+class OutboxMessage(msgspec.Struct, frozen=True, array_like=True):
+    """A command for the partition owning ``partition_key``, delivered by the leader's shuffle
+    with ForeignPartition dedup (exactly once), then truncated."""
+
+    partition_key: int
+    command: ServiceInvocation | InvocationResponse
