@@ -3,10 +3,14 @@
 LSNs start at 1 and are dense across segments: a record at offset ``o`` of a segment based at
 ``b`` has LSN ``b + o - 1``; a new segment starts at the sealed tail of the one before.
 
-**Appends are at-least-once across reconfiguration.** When an append meets a sealed segment it
-waits for the next segment and appends the same batch again; the sealed segment may still hold
-that batch (repair keeps everything an f-majority stored), so a reader can see it twice, at two
-LSNs. ``reappends`` counts the records appended again. Within one segment nothing is duplicated.
+**Appends.** Each log has one ordered appender per node (`bifrost.core.Appender`, shell
+`bifrost.appender`): batches keep their call order, and a batch resent to the same segment
+(a lost request or reply) is written once: the sequencer recognises it by the appender's
+sequence numbers. Across a reconfiguration appends are at-least-once: a batch that met a sealed
+segment is appended again, in order, to the next one, while the sealed segment may still hold it
+(repair keeps everything an f-majority stored), so a reader can see it twice, at two LSNs.
+Every record carries its appender's tag (`bifrost.record`), so ``read(..., dedup=True)`` drops
+such copies. ``reappended_records`` counts records appended again after a seal.
 
 Reconfiguration: when the tail segment's sequencer is dead (failure detector, or it is an
 earlier incarnation of this node), an appender seals it, finds its sealed tail (repairing it
@@ -24,6 +28,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bifrost.appender import LogAppender
 from bifrost.chain_store import LogsConfig, cas_chain, chain_key, load_chain, load_logs_config
 from bifrost.core import (
     CasChain,
@@ -38,16 +43,13 @@ from bifrost.core import (
 from bifrost.core._types import LogletParams, loglet_id
 from bifrost.errors import (
     InvalidLsn,
-    LogletSealed,
-    LogletWriteUnavailable,
-    LogSealed,
     LogUnavailable,
     NoWritableNodeset,
     RecordTooLarge,
-    SequencerGone,
     UnknownLog,
 )
 from bifrost.loglet import Record, TrimGap
+from bifrost.record import untag
 from bifrost.replicated.loglet import no_safe_tail
 from bifrost.replicated.provider import ReplicatedProvider
 from bifrost.replicated.runtime import CoreDriver, now_ms
@@ -57,16 +59,16 @@ from metadata.records import decode
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
-# An append keeps retrying (reconfiguring when it must) for this long before giving up.
-APPEND_DEADLINE_S = 30.0
-_RETRY_MIN_S = 0.01
-_RETRY_MAX_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
 class LogRecord:
     lsn: int
     payload: bytes
+    # The appender's tag (see bifrost.record): equal tags at two LSNs are one re-appended
+    # record. Not part of equality: a record is its LSN and its bytes.
+    appender: int = field(default=0, compare=False)
+    seq: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,6 @@ LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 @dataclass(slots=True)
 class BifrostStats:
     appended_records: int = 0
-    reappended_records: int = 0
     reconfigurations: int = 0
     # Append latency: counts per bucket of LATENCY_BUCKETS_S (last = +Inf), and their sum.
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
@@ -120,13 +121,23 @@ class Bifrost:
         self._chain_changed: dict[int, asyncio.Event] = {}
         self._watchers: dict[int, asyncio.Task[None]] = {}
         self._reconfig_locks: dict[int, asyncio.Lock] = {}
+        self._appenders: dict[int, LogAppender] = {}
+        # Random per instance: a restarted process is a new appender, whose sequence numbers
+        # never collide with the old one's.
+        self.appender_id = self._rng.getrandbits(63) | 1
         self.stats = BifrostStats()
 
     @property
     def me(self) -> int:
         return self._provider.me.node
 
+    @property
+    def provider(self) -> ReplicatedProvider:
+        return self._provider
+
     async def close(self) -> None:
+        for appender in self._appenders.values():
+            appender.close()
         for task in self._watchers.values():
             task.cancel()
         await asyncio.gather(*self._watchers.values(), return_exceptions=True)
@@ -183,7 +194,7 @@ class Bifrost:
                 log.info("chain watch interrupted", extra={"log": log_id, "error": str(e)})
                 await asyncio.sleep(0.5)
 
-    async def _wait_chain_change(self, log_id: int, version: int | None, timeout_s: float) -> None:
+    async def wait_chain_change(self, log_id: int, version: int | None, timeout_s: float) -> None:
         if self._chains.get(log_id, (None, None))[1] != version:
             return
         event = self._chain_changed.setdefault(log_id, asyncio.Event())
@@ -203,57 +214,17 @@ class Bifrost:
                 raise RecordTooLarge(len(r), self._max_record_bytes)
         await self._check_log(log_id)
         started = asyncio.get_running_loop().time()
-        deadline = started + APPEND_DEADLINE_S
-        delay = _RETRY_MIN_S
-        attempts = 0
-        while True:
-            try:
-                done = await self._append_once(log_id, records, attempts)
-            except (LogUnavailable, MetadataUnavailable, UnknownOutcome) as e:
-                # The sequencer is unreachable but not known dead, or the metadata store is
-                # between leaders: both pass; retry with backoff until the deadline. Disks that
-                # cannot write do not pass by waiting: say so at once.
-                if isinstance(e, NoWritableNodeset):
-                    raise
-                if asyncio.get_running_loop().time() > deadline:
-                    raise LogUnavailable(f"append to log {log_id} gave up: {e}") from e
-                log.info("append retry", extra={"log": log_id, "error": str(e)})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
-                attempts += 1
-                continue
-            if done is not None:
-                self.stats.appended_records += len(records)
-                self.stats.observe_latency(asyncio.get_running_loop().time() - started)
-                return done
-            attempts += 1
+        appender = self._appenders.get(log_id)
+        if appender is None:
+            appender = self._appenders[log_id] = LogAppender(self, log_id, self.appender_id)
+        first = await appender.append(records)
+        self.stats.appended_records += len(records)
+        self.stats.observe_latency(asyncio.get_running_loop().time() - started)
+        return first
 
-    async def _append_once(self, log_id: int, records: Sequence[bytes], attempts: int) -> int | None:
-        """One try: the first LSN, or None when the caller should simply try again."""
-        chain, version = await self.chain(log_id)
-        if chain is None:
-            await self._create_first_segment(log_id)
-            return None
-        seg = chain.tail
-        if seg.params is None:
-            raise LogSealed(f"log {log_id} is sealed at LSN {seg.base_lsn}; reconfigure it to append")
-        loglet = self._provider.loglet(seg.params)
-        try:
-            last = await loglet.enqueue_batch(records)
-        except LogletSealed:
-            if attempts == 0:
-                self.stats.reappended_records += len(records)
-            await self._after_sealed(log_id, chain, version)
-            return None
-        except LogUnavailable as e:
-            replace = isinstance(e, SequencerGone | LogletWriteUnavailable)
-            if not replace and not self.sequencer_is_gone(seg.params):
-                raise
-            if attempts == 0:
-                self.stats.reappended_records += len(records)
-            await self.reconfigure(log_id, expected_version=version)
-            return None
-        return seg.lsn(last - len(records) + 1)
+    @property
+    def reappended_records(self) -> int:
+        return sum(a.reappended_records for a in self._appenders.values())
 
     def sequencer_is_gone(self, params: LogletParams) -> bool:
         seq = params.sequencer
@@ -261,13 +232,7 @@ class Bifrost:
             return seq != self._provider.me  # an earlier incarnation of this node
         return self._provider.is_dead(seq.node) or self._provider.is_stale(seq)
 
-    async def _after_sealed(self, log_id: int, chain: Chain, version: int | None) -> None:
-        """The tail loglet is sealed: wait for the next segment, or make it ourselves."""
-        await self._wait_chain_change(log_id, version, timeout_s=1.0)
-        if self._chains[log_id][1] == version:
-            await self.reconfigure(log_id, expected_version=version)
-
-    async def _create_first_segment(self, log_id: int) -> None:
+    async def create_first_segment(self, log_id: int) -> None:
         config = await self.logs_config()
         nodeset = self._nodeset(config)
         params = LogletParams(loglet_id(log_id, 0), self._provider.me, config.replication, nodeset)
@@ -307,7 +272,7 @@ class Bifrost:
                 assert chain is not None
                 return chain
             if chain is None:
-                await self._create_first_segment(log_id)
+                await self.create_first_segment(log_id)
                 chain, _ = self._chains[log_id]
                 assert chain is not None
                 return chain
@@ -440,18 +405,55 @@ class Bifrost:
             if await self._cas(log_id, chain.seal(seg.lsn(tail.offset)), version):
                 return seg.lsn(tail.offset)
 
+    async def wait_for_tail(self, log_id: int, lsn: int) -> int:
+        """Wait until the record at ``lsn`` is committed; return the tail (next LSN) seen then."""
+        while True:
+            chain, version = await self.chain(log_id)
+            if chain is None:
+                await self.wait_chain_change(log_id, version, timeout_s=1.0)
+                continue
+            seg = chain.tail
+            if lsn < seg.base_lsn:
+                return seg.base_lsn  # committed in an earlier, sealed segment
+            if seg.params is None:  # the log is sealed before lsn
+                await self.wait_chain_change(log_id, version, timeout_s=1.0)
+                continue
+            try:
+                state = await self._provider.loglet(seg.params).wait_for_tail(seg.offset(lsn + 1))
+            except LogUnavailable:
+                if not self.sequencer_is_gone(seg.params):
+                    raise
+                await self.reconfigure(log_id, expected_version=version)
+                continue
+            tail = seg.lsn(state.offset)
+            if tail > lsn:
+                return tail
+            await self.wait_chain_change(log_id, version, timeout_s=1.0)
+
     # --- reads ---
 
-    async def read(self, log_id: int, from_lsn: int, to_lsn: int | None = None) -> AsyncIterator[LogEntry]:
+    async def read(
+        self, log_id: int, from_lsn: int, to_lsn: int | None = None, *, dedup: bool = False
+    ) -> AsyncIterator[LogEntry]:
         """Records from ``from_lsn`` in LSN order, across segments, with trim gaps; up to and
-        including ``to_lsn`` if given, else following the tail forever."""
+        including ``to_lsn`` if given, else following the tail forever. With ``dedup``, a record
+        whose tag was seen before in this read (a copy re-appended after a seal) is skipped."""
         if from_lsn < 1:
             raise InvalidLsn(f"LSNs start at 1, got {from_lsn}")
+        seen: dict[int, int] = {}
+        async for entry in self._read(log_id, from_lsn, to_lsn):
+            if dedup and isinstance(entry, LogRecord):
+                if entry.seq <= seen.get(entry.appender, 0):
+                    continue
+                seen[entry.appender] = entry.seq
+            yield entry
+
+    async def _read(self, log_id: int, from_lsn: int, to_lsn: int | None) -> AsyncIterator[LogEntry]:
         lsn = from_lsn
         while to_lsn is None or lsn <= to_lsn:
             chain, version = await self.chain(log_id)
             if chain is None:
-                await self._wait_chain_change(log_id, version, timeout_s=1.0)
+                await self.wait_chain_change(log_id, version, timeout_s=1.0)
                 continue
             head = chain.segments[0].base_lsn
             if lsn < head:
@@ -460,12 +462,13 @@ class Bifrost:
                 continue
             seg = chain.find(lsn)
             if seg is None:  # at a seal marker: wait for the next segment
-                await self._wait_chain_change(log_id, version, timeout_s=1.0)
+                await self.wait_chain_change(log_id, version, timeout_s=1.0)
                 continue
             assert seg.params is not None
             async for entry in self._provider.loglet(seg.params).read(seg.offset(lsn)):
                 if isinstance(entry, Record):
-                    yield LogRecord(seg.lsn(entry.offset), entry.payload)
+                    appender, seq, payload = untag(entry.payload)
+                    yield LogRecord(seg.lsn(entry.offset), payload, appender, seq)
                     lsn = seg.lsn(entry.offset) + 1
                 elif isinstance(entry, TrimGap):
                     yield LogTrimGap(seg.lsn(entry.from_offset), seg.lsn(entry.to_offset))

@@ -52,3 +52,8 @@ class NoWritableNodeset(LogUnavailable):
     """Enough log-servers are alive, but too few of them can take writes (read-only after a disk
     fault, or rebuilding lost data): no new segment can start until one recovers. Appends fail
     at once with this, rather than wait for a deadline."""
+
+
+class OutOfOrder(LogUnavailable):
+    """The sequencer refused a batch that would overtake an earlier batch of the same appender
+    it never received: the appender resends from its first unacknowledged batch."""

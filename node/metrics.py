@@ -26,8 +26,13 @@ class LogRoleCollector(Collector):
         )
         yield CounterMetricFamily(
             "durastate_bifrost_reappended_records",
-            "Records appended again after meeting a sealed segment (possible duplicates)",
-            value=stats.reappended_records,
+            "Records appended again into a new segment after the old one failed them (tagged copies)",
+            value=self._role.bifrost.reappended_records,
+        )
+        yield CounterMetricFamily(
+            "durastate_bifrost_duplicate_appends_suppressed",
+            "Records of resent batches this node's sequencers answered from memory (not written twice)",
+            value=self._role.provider.duplicate_appends,
         )
         yield CounterMetricFamily(
             "durastate_bifrost_reconfigurations",

@@ -125,6 +125,9 @@ class ReadStream:
                 self._final = True
             else:
                 self._learn(inp.tail)
+            if self._next < self._tail:
+                # A pushed tail is news of committed records: read them now, not at the next poll.
+                self._poll_at = -1
         elif isinstance(inp, NodeDead | NodeAlive):
             self._dead[inp.node] = isinstance(inp, NodeDead)
         elif isinstance(inp, Response):
@@ -176,11 +179,13 @@ class ReadStream:
                 out.append(DeliverTrimGap(e.offset, to))
                 self._next = to + 1
         if self._next == start and self._next < self._tail:
-            self._rotate()
+            # This server has not stored them (yet): another member of the write quorum has.
+            self._rotate(backoff=False)
 
-    def _rotate(self) -> None:
+    def _rotate(self, backoff: bool = True) -> None:
         self._order.append(self._order.pop(0))
-        self._poll_at = self._now + self._config.poll_interval_ms // 4
+        if backoff:
+            self._poll_at = self._now + self._config.poll_interval_ms // 4
 
     def _pump(self, out: list[ReaderOutput]) -> None:
         if self._outstanding is not None:

@@ -29,7 +29,7 @@ from bifrost.core import (
     TrimTask,
 )
 from bifrost.core._types import LogletParams, describe_loglet
-from bifrost.errors import LogletSealed, LogletWriteUnavailable, LogUnavailable, SequencerGone
+from bifrost.errors import LogletSealed, LogletWriteUnavailable, LogUnavailable, OutOfOrder, SequencerGone
 from bifrost.loglet import LogletEntry, Record, TailState, TrimGap
 from bifrost.replicated.messages import (
     AppendRequest,
@@ -37,6 +37,8 @@ from bifrost.replicated.messages import (
     AppendStatus,
     GetTailRequest,
     GetTailResponse,
+    TailUpdate,
+    WaitForTailRequest,
 )
 from bifrost.replicated.runtime import CoreDriver, now_ms
 
@@ -45,8 +47,10 @@ if TYPE_CHECKING:
 
 # How long a remote append or tail query may take before the sequencer counts as unreachable.
 REMOTE_TIMEOUT_S = 2.0
-# How often a reader on a node without the sequencer asks it for the committed tail.
-REMOTE_TAIL_POLL_S = 0.1
+# How long a remote sequencer may hold a tail wait before answering anyway.
+TAIL_WAIT_MS = 5000
+# Back-off before asking an unreachable or replaced sequencer again.
+REMOTE_RETRY_S = 0.5
 
 
 def no_safe_tail(params: LogletParams, out: NoSafeTail) -> LogUnavailable:
@@ -80,19 +84,23 @@ class ReplicatedLoglet:
 
     # --- appends ---
 
-    def enqueue_batch(self, payloads: Sequence[bytes]) -> asyncio.Future[int]:
+    def enqueue_batch(
+        self, payloads: Sequence[bytes], *, appender: int = 0, first_seq: int = 0, prev_seq: int = 0
+    ) -> asyncio.Future[int]:
+        """Append; ``appender``/``first_seq``/``prev_seq`` make a remote resend exactly-once and
+        ordered (see AppendRequest). A local sequencer takes batches in call order, losslessly."""
         seq = self._provider.sequencer(self.params)
         if seq is not None:
             return seq.append(payloads)
-        return asyncio.ensure_future(self._remote_append(tuple(payloads)))
+        return asyncio.ensure_future(self._remote_append(tuple(payloads), appender, first_seq, prev_seq))
 
-    async def _remote_append(self, payloads: tuple[bytes, ...]) -> int:
+    async def _remote_append(self, payloads: tuple[bytes, ...], appender: int, first_seq: int, prev_seq: int) -> int:
         node = self.params.sequencer.node
         if self._provider.is_dead(node):
             raise LogUnavailable(f"sequencer N{node} of loglet {self.loglet_id} is dead")
         try:
             resp = await self._provider.network.call(
-                node, AppendRequest(self.params, payloads), REMOTE_TIMEOUT_S
+                node, AppendRequest(self.params, payloads, appender, first_seq, prev_seq), REMOTE_TIMEOUT_S
             )
         except TimeoutError:
             raise LogUnavailable(f"sequencer N{node} did not answer within {REMOTE_TIMEOUT_S}s") from None
@@ -105,6 +113,8 @@ class ReplicatedLoglet:
             raise LogletSealed(resp.known_global_tail)
         if resp.status == AppendStatus.WRITE_UNAVAILABLE:
             raise LogletWriteUnavailable(resp.message)
+        if resp.status == AppendStatus.OUT_OF_ORDER:
+            raise OutOfOrder(resp.message)
         if resp.status == AppendStatus.NOT_SEQUENCER:
             raise SequencerGone(f"{self.params.sequencer} no longer runs: {resp.message}")
         raise LogUnavailable(f"sequencer N{node}: {resp.status} {resp.message}".strip())
@@ -130,6 +140,34 @@ class ReplicatedLoglet:
         if resp.sealed:
             return TailState(await self._find_sealed_tail(), True)
         return TailState(resp.known_global_tail, False)
+
+    async def wait_for_tail(self, offset: int) -> TailState:
+        """Return once the committed tail reaches ``offset`` (every record below it is committed)
+        or the loglet is sealed (the caller then follows the chain)."""
+        while True:
+            if self._sealed_tail is not None:
+                return TailState(self._sealed_tail, True)
+            seq = self._provider.sequencer(self.params)
+            if seq is not None:
+                state = seq.tail.state
+                if state.offset >= offset or state.sealed:
+                    return state
+                await seq.tail.wait_for_change(state)
+                continue
+            node = self.params.sequencer.node
+            try:
+                update = await self._provider.network.call(
+                    node,
+                    WaitForTailRequest(self.params, offset - 1, TAIL_WAIT_MS),
+                    TAIL_WAIT_MS / 1000 + REMOTE_TIMEOUT_S,
+                )
+            except (TimeoutError, ConnectionError):
+                raise LogUnavailable(f"sequencer N{node} of loglet {self.loglet_id} did not answer") from None
+            assert isinstance(update, TailUpdate)
+            if not update.found:
+                raise SequencerGone(f"{self.params.sequencer} no longer runs")
+            if update.tail >= offset or update.sealed:
+                return TailState(update.tail, update.sealed)
 
     def mark_sealed(self, tail: int) -> None:
         """The chain says this loglet ended at ``tail`` (exclusive)."""
@@ -224,12 +262,13 @@ class ReplicatedLoglet:
             driver.close()
 
     async def _feed_tail(self, driver: CoreDriver) -> None:
-        """Tell the reader the committed tail as this node learns it. Without a local sequencer
-        the reader learns it from the log-servers' replies; the end comes from the chain."""
+        """Tell the reader the committed tail as soon as this node learns it: from the local
+        sequencer's watch, or pushed by the remote sequencer (WaitForTail); the end comes from
+        the chain."""
         while self._sealed_tail is None:
             seq = self._provider.sequencer(self.params)
             if seq is None:
-                await self._poll_remote_tail(driver)
+                await self._follow_remote_tail(driver)
                 break
             state = seq.tail.state
             driver.feed(SetTail(state.offset))
@@ -242,20 +281,38 @@ class ReplicatedLoglet:
         if self._sealed_tail is not None:
             driver.feed(SetTail(self._sealed_tail, final=True))
 
-    async def _poll_remote_tail(self, driver: CoreDriver) -> None:
+    async def _follow_remote_tail(self, driver: CoreDriver) -> None:
         """Log-servers learn the global tail only from the next store, so the last batch would
-        stay unreadable here until another append: ask the sequencer now and then instead."""
+        stay unreadable here until another append: the sequencer pushes each change instead
+        (one WaitForTail outstanding at a time, answered on the next commit)."""
+        node = self.params.sequencer.node
+        known = 0
         while self._sealed_tail is None:
+            if self._provider.is_dead(node):
+                await self._wait_sealed(REMOTE_RETRY_S)
+                continue
             try:
-                tail = await self.find_tail()
-            except LogUnavailable:
-                tail = None
-            if tail is not None and not tail.sealed:
-                driver.feed(SetTail(tail.offset))
-            if tail is not None and tail.sealed:
+                update = await self._provider.network.call(
+                    node, WaitForTailRequest(self.params, known, TAIL_WAIT_MS), TAIL_WAIT_MS / 1000 + REMOTE_TIMEOUT_S
+                )
+            except (TimeoutError, ConnectionError):
+                await self._wait_sealed(REMOTE_RETRY_S)
+                continue
+            assert isinstance(update, TailUpdate)
+            if not update.found:
+                # The sequencer is gone (its node restarted): whoever reconfigures ends this
+                # loglet in the chain; until then the reader has what was committed.
+                await self._wait_sealed(REMOTE_RETRY_S)
+                continue
+            if update.tail > known:
+                known = update.tail
+                driver.feed(SetTail(update.tail))
+            if update.sealed:
                 await self._sealed_event.wait()  # only the chain says where reads end
                 return
-            try:
-                await asyncio.wait_for(self._sealed_event.wait(), REMOTE_TAIL_POLL_S)
-            except TimeoutError:
-                pass
+
+    async def _wait_sealed(self, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(self._sealed_event.wait(), timeout_s)
+        except TimeoutError:
+            pass

@@ -16,10 +16,17 @@ from bifrost.core._types import LogletParams
 
 class AppendRequest(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """Append to a loglet through the node that sequences it. The params (from the chain) let
-    that node start its sequencer on first use; it does so only if they name it exactly."""
+    that node start its sequencer on first use; it does so only if they name it exactly.
+
+    ``appender``/``first_seq``/``prev_seq`` (see bifrost.core's Appender) make a resent batch
+    exactly-once and in order: the sequencer's node answers a batch it already took from its
+    memory, and takes a new one only right after ``prev_seq`` (0: the appender's first here)."""
 
     params: LogletParams
     payloads: tuple[bytes, ...]
+    appender: int = 0
+    first_seq: int = 0
+    prev_seq: int = 0
 
 
 class AppendStatus:
@@ -27,6 +34,7 @@ class AppendStatus:
     SEALED = "sealed"
     NOT_SEQUENCER = "not-sequencer"
     WRITE_UNAVAILABLE = "write-unavailable"
+    OUT_OF_ORDER = "out-of-order"
     UNAVAILABLE = "unavailable"
 
 
@@ -49,6 +57,23 @@ class GetTailResponse(msgspec.Struct, frozen=True, array_like=True, tag=True):
     sealed: bool = False
 
 
+class WaitForTailRequest(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """Answer (a TailUpdate) as soon as the loglet's committed tail passes ``known_tail`` or it is
+    sealed, or after ``max_wait_ms`` with whatever it is then: a reader on another node learns
+    each commit within one message, with nothing polled."""
+
+    params: LogletParams
+    known_tail: int
+    max_wait_ms: int
+
+
+class TailUpdate(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    found: bool
+    """False: this node does not (or no longer) sequence the loglet."""
+    tail: int = 0
+    sealed: bool = False
+
+
 class Heartbeat(msgspec.Struct, frozen=True, array_like=True, tag=True):
     node_id: int
     generation: int
@@ -59,7 +84,16 @@ class HeartbeatAck(msgspec.Struct, frozen=True, array_like=True, tag=True):
     generation: int
 
 
-NodeMessage = AppendRequest | AppendResponse | GetTailRequest | GetTailResponse | Heartbeat | HeartbeatAck
+NodeMessage = (
+    AppendRequest
+    | AppendResponse
+    | GetTailRequest
+    | GetTailResponse
+    | WaitForTailRequest
+    | TailUpdate
+    | Heartbeat
+    | HeartbeatAck
+)
 WireMessage = RequestMessage | ReplyMessage | NodeMessage
 
 

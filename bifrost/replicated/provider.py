@@ -8,7 +8,9 @@ replaced by reconfiguration.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +25,8 @@ from bifrost.replicated.messages import (
     AppendStatus,
     GetTailRequest,
     GetTailResponse,
+    TailUpdate,
+    WaitForTailRequest,
 )
 from bifrost.replicated.runtime import Network
 from bifrost.replicated.sequencer import SequencerService
@@ -30,6 +34,43 @@ from bifrost.replicated.sequencer import SequencerService
 log = logging.getLogger(__name__)
 
 _LOG_SERVER_REQUESTS = RequestMessage.__args__  # type: ignore[attr-defined]
+# A tail wait is answered after this long at the latest, so a waiting reader notices a silent
+# sequencer within its call timeout.
+MAX_TAIL_WAIT_MS = 5000
+
+
+# Batches per appender and loglet whose results are kept to answer a resend. A resend only ever
+# concerns batches still unacknowledged at the appender, which are bounded by its in-flight
+# limit, so this only has to exceed that.
+LEDGER_RESULTS = 4096
+
+
+class _Ledger:
+    """One appender's batches on one loglet of this node's sequencer (see AppendRequest)."""
+
+    __slots__ = ("last_seq", "results")
+
+    def __init__(self) -> None:
+        self.last_seq = 0
+        self.results: OrderedDict[int, asyncio.Future[int]] = OrderedDict()
+
+    def admit(self, req: AppendRequest, seq: SequencerService) -> asyncio.Future[int] | None:
+        """The future of this batch's append: a new one, or the earlier one for a resend; None
+        when the batch would overtake one this node never got."""
+        known = self.results.get(req.first_seq)
+        if known is not None:
+            return known
+        if req.prev_seq != self.last_seq or req.first_seq <= self.last_seq:
+            return None
+        fut = seq.append(req.payloads)
+        self.last_seq = req.first_seq + len(req.payloads) - 1
+        self.results[req.first_seq] = fut
+        while len(self.results) > LEDGER_RESULTS:
+            self.results.popitem(last=False)
+        return fut
+
+    def why_not(self, req: AppendRequest) -> str:
+        return f"batch {req.first_seq} follows {req.prev_seq}, but the last one taken is {self.last_seq}"
 
 
 class ReplicatedProvider:
@@ -54,6 +95,11 @@ class ReplicatedProvider:
         self._on_other_request = on_other_request
         self._sequencers: dict[int, SequencerService] = {}
         self._loglets: dict[int, ReplicatedLoglet] = {}
+        self._tail_waits: set[asyncio.Task[None]] = set()
+        # loglet id -> appender id -> what this node's sequencer took from that appender
+        self._ledgers: dict[int, dict[int, _Ledger]] = {}
+        self.duplicate_appends = 0
+        """Records of resent batches answered from memory instead of being appended again."""
 
     def loglet(self, params: LogletParams) -> ReplicatedLoglet:
         loglet = self._loglets.get(params.loglet_id)
@@ -79,6 +125,7 @@ class ReplicatedProvider:
                 seq.hint(node, alive)
 
     def drop_sequencer(self, loglet_id: int) -> None:
+        self._ledgers.pop(loglet_id, None)
         seq = self._sequencers.pop(loglet_id, None)
         if seq is not None:
             seq.close()
@@ -95,6 +142,8 @@ class ReplicatedProvider:
                 self._log_server.handle(reply, request_id, message)
         elif isinstance(message, AppendRequest):
             self._remote_append(reply, request_id, message)
+        elif isinstance(message, WaitForTailRequest):
+            self._wait_for_tail(reply, request_id, message)
         elif isinstance(message, GetTailRequest):
             # A sequencer that was never started here has an empty loglet: starting it is exact.
             seq = self.sequencer(message.params)
@@ -114,9 +163,19 @@ class ReplicatedProvider:
                 AppendResponse(AppendStatus.NOT_SEQUENCER, message=f"{self.me} does not sequence it"),
             )
             return
-        fut = seq.append(req.payloads)
+        fut: asyncio.Future[int] | None
+        if req.appender == 0:
+            fut = seq.append(req.payloads)
+        else:
+            ledger = self._ledgers.setdefault(req.params.loglet_id, {}).setdefault(req.appender, _Ledger())
+            if req.first_seq in ledger.results:
+                self.duplicate_appends += len(req.payloads)
+            fut = ledger.admit(req, seq)
+            if fut is None:
+                reply(request_id, AppendResponse(AppendStatus.OUT_OF_ORDER, message=ledger.why_not(req)))
+                return
 
-        def done(f: Any) -> None:
+        def done(f: asyncio.Future[int]) -> None:
             exc = f.exception()
             if exc is None:
                 reply(request_id, AppendResponse(AppendStatus.OK, f.result(), seq.tail_state.offset))
@@ -129,6 +188,30 @@ class ReplicatedProvider:
 
         fut.add_done_callback(done)
 
+    def _wait_for_tail(self, reply: Callable[[int, Any], None], request_id: int, req: WaitForTailRequest) -> None:
+        seq = self.sequencer(req.params)
+        if seq is None:
+            reply(request_id, TailUpdate(found=False))
+            return
+        state = seq.tail.state
+        if state.offset > req.known_tail or state.sealed:
+            reply(request_id, TailUpdate(True, state.offset, state.sealed))
+            return
+
+        async def answer_on_change() -> None:
+            try:
+                await asyncio.wait_for(seq.tail.wait_for_change(state), min(req.max_wait_ms, MAX_TAIL_WAIT_MS) / 1000)
+            except TimeoutError:
+                pass
+            now = seq.tail.state
+            reply(request_id, TailUpdate(True, now.offset, now.sealed))
+
+        task = asyncio.ensure_future(answer_on_change())
+        self._tail_waits.add(task)
+        task.add_done_callback(self._tail_waits.discard)
+
     async def close(self) -> None:
+        for task in self._tail_waits:
+            task.cancel()
         for loglet_id in list(self._sequencers):
             self.drop_sequencer(loglet_id)

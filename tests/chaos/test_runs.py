@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from rocksdict import Options, Rdict
 
+from bifrost.record import TAG_BYTES
 from chaos.checker import History
 from chaos.runner import Report, run_chaos
 from chaos.schedule import ALL_NEMESES, make_schedule
@@ -51,9 +52,11 @@ def _corrupt_everywhere(cluster: LocalCluster, payload: bytes, replacement: byte
     for node in cluster.nodes:
         db = Rdict(str(node.base_dir / "log-server"), Options(raw_mode=True))
         try:
-            hits = [k for k, v in db.items() if k[:1] == b"d" and v == payload]
-            for key in hits:
-                db[key] = replacement
+            # Stored records carry Bifrost's tag (bifrost/record.py) before the payload; the
+            # forgery keeps the tag, as a bit flip in the payload would.
+            hits = [(k, v) for k, v in db.items() if k[:1] == b"d" and v[TAG_BYTES:] == payload]
+            for key, value in hits:
+                db[key] = value[:TAG_BYTES] + replacement
             changed += len(hits)
             db.flush()
         finally:

@@ -103,3 +103,32 @@ def test_trim_and_bad_input(tmp_path: Path) -> None:
         assert entries[1:] == [LogRecord(i, f"r{i - 1}".encode()) for i in range(5, 11)]
 
     run(tmp_path, body)
+
+
+def test_a_lost_append_reply_does_not_duplicate_within_a_segment(tmp_path: Path) -> None:
+    """The reply to a remote append is lost; the appender resends the batch to the same
+    segment; the sequencer answers from memory: the log holds it once, in order."""
+
+    async def body(env, store, bs) -> None:
+        await provision_logs(store, 2, replication=2)
+        assert await bs[1].append(1, [b"first"]) == 1  # node 1 sequences log 1
+        sequencer = env.providers[1]
+        original = sequencer._remote_append
+        dropped = []
+
+        def drop_first_reply(reply, request_id, req):
+            if not dropped:
+                dropped.append(req)
+                return original(lambda rid, msg: None, request_id, req)
+            return original(reply, request_id, req)
+
+        sequencer._remote_append = drop_first_reply
+        lsns = await asyncio.gather(bs[2].append(1, [b"x1", b"x2"]), bs[2].append(1, [b"y"]))
+        assert dropped, "no reply was dropped"
+        assert lsns == [2, 4]
+        entries = await read_range(bs[3], 1, 1, 4)
+        assert [e.payload for e in entries] == [b"first", b"x1", b"x2", b"y"]
+        assert sequencer.duplicate_appends >= 2
+        assert await bs[1].find_tail(1) == (5, False)
+
+    run(tmp_path, body)
