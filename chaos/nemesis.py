@@ -2,7 +2,9 @@
 
 Process faults need nothing but signals to a node's process group (the node and its etcd
 member share it, see node/local_cluster.py): kill -9 and restart, SIGSTOP/SIGCONT, kill all
-and restart all. Wipe is kill -9, then the node's stores (log-server and etcd member data)
+and restart all. Slow disk writes a test hook file that makes every sync of one node's log-server 300 ms slower
+(heartbeats and other logs must go on: the fsync runs off the event loop). Wipe is kill -9, then
+the node's stores (log-server and etcd member data)
 are deleted before it restarts: an operator replacing a disk. It wipes only when every node
 is whole (not still rebuilding from an earlier wipe): two overlapping wipes are two lost
 copies, beyond what replication 2 tolerates; otherwise it is a plain kill, and says so. Network faults need `chaos.netfault` (private netns, cgroups, iptables) and,
@@ -34,12 +36,14 @@ from chaos.schedule import (
     PARTITION_SEQUENCER,
     PAUSE,
     RESTART_ALL,
+    SLOW_DISK,
     SLOW_LOG_SERVER,
     WIPE,
     Fault,
 )
 from node.client import LogClient, NodeClient
 from node.local_cluster import ClusterNode, LocalCluster
+from node.log_role import slow_fsync_file
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,8 @@ LATENCY_MS, JITTER_MS = 40, 30
 SLOW_LATENCY_MS, SLOW_JITTER_MS = 400, 200
 
 PARTITIONS = frozenset({PARTITION_RANDOM, PARTITION_SEQUENCER})
+# Slow disk: every sync of one node's log-server takes this much longer (a test hook).
+SLOW_FSYNC_MS = 300
 # What a wipe deletes: the node's durable stores (its config and logs stay).
 WIPED_STORES = ("log-server", "etcd")
 PROXIED = frozenset({LATENCY, SLOW_LOG_SERVER})
@@ -131,6 +137,7 @@ class Nemeses:
         self._isolated: set[str] = set()
         self._toxics: list[tuple[str, str]] = []
         self._down: set[str] = set()
+        self._slow: set[str] = set()
 
     # ---- capabilities ----------------------------------------------------------------------
 
@@ -214,6 +221,12 @@ class Nemeses:
                         shutil.rmtree(node.base_dir / store, ignore_errors=True)
                 else:
                     log.info("wipe of %s is a plain kill: a node is still rebuilding", node.name)
+            case "slow-disk":
+                assert node is not None
+                hook = slow_fsync_file(node.base_dir)
+                hook.parent.mkdir(parents=True, exist_ok=True)
+                hook.write_text(str(SLOW_FSYNC_MS))
+                self._slow.add(node.name)
             case "pause":
                 assert node is not None
                 if self.cluster.alive(node):
@@ -265,6 +278,9 @@ class Nemeses:
                 self._isolated.discard(node.name)
             case "latency" | "slow-log-server":
                 self._remove_toxics()
+            case "slow-disk":
+                slow_fsync_file(self.cluster.node(active.target).base_dir).unlink(missing_ok=True)
+                self._slow.discard(active.target)
 
     def _remove_toxics(self) -> None:
         assert self.proxy is not None
@@ -279,6 +295,9 @@ class Nemeses:
             if self.cluster.alive(node):
                 self.cluster.signal(node, signal.SIGCONT)
         self._paused.clear()
+        for name in list(self._slow):
+            slow_fsync_file(self.cluster.node(name).base_dir).unlink(missing_ok=True)
+        self._slow.clear()
         if self.net is not None:
             self.net.heal_all()
         self._isolated.clear()
@@ -291,8 +310,18 @@ class Nemeses:
 
     def healthy(self) -> bool:
         return all(self.cluster.alive(n) for n in self.cluster.nodes) and not (
-            self._paused or self._isolated or self._toxics
+            self._paused or self._isolated or self._toxics or self._slow
         )
 
 
-__all__ = ["KILL_RANDOM", "KILL_SEQUENCER", "PAUSE", "RESTART_ALL", "WIPE", "Active", "Nemeses", "ProxyThread"]
+__all__ = [
+    "KILL_RANDOM",
+    "KILL_SEQUENCER",
+    "PAUSE",
+    "RESTART_ALL",
+    "SLOW_DISK",
+    "WIPE",
+    "Active",
+    "Nemeses",
+    "ProxyThread",
+]

@@ -22,6 +22,7 @@ SLOW_LOG_SERVER = "slow-log-server"
 PAUSE = "pause"
 RESTART_ALL = "restart-all"
 WIPE = "wipe"
+SLOW_DISK = "slow-disk"
 
 ALL_NEMESES: tuple[str, ...] = (
     KILL_RANDOM,
@@ -33,6 +34,7 @@ ALL_NEMESES: tuple[str, ...] = (
     PAUSE,
     RESTART_ALL,
     WIPE,
+    SLOW_DISK,
 )
 # Nemeses whose target is the sequencer of a log rather than a node picked up front.
 SEQUENCER_TARGETED = frozenset({KILL_SEQUENCER, PARTITION_SEQUENCER})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -35,6 +36,12 @@ HEARTBEAT_INTERVAL_S = 0.2
 FAILURE_TIMEOUT_MS = 1000
 SUSPECT_MS = 2000
 WATCHDOG_INTERVAL_S = 1.0
+
+
+def slow_fsync_file(base_dir: Path) -> Path:
+    """Test hook of the chaos harness: a number of milliseconds in this file slows every sync of
+    the log-server by that much (see bifrost/log_server/writer.py)."""
+    return base_dir / "faults" / "slow-fsync-ms"
 
 
 class StorageRefused(Exception):
@@ -164,7 +171,7 @@ class LogRole:
         log_server = None
         if "log-server" in cfg.roles:
             try:
-                self._log_store = RocksLogStore(cfg.base_dir / "log-server")
+                self._log_store = RocksLogStore(cfg.base_dir / "log-server", fault_file=slow_fsync_file(cfg.base_dir))
             except StoreOpenError as e:
                 raise StorageRefused(str(e)) from None
             log_server = LogServerService(me.node, self._log_store)

@@ -31,12 +31,13 @@ class StoreOpenError(Exception):
 
 
 class RocksLogStore:
-    def __init__(self, path: Path, *, verify: bool = True) -> None:
+    def __init__(self, path: Path, *, verify: bool = True, fault_file: Path | None = None) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.db = _open(path)
         self._closed = False
-        self.writer = GroupCommitWriter(self.db)
+        self._fault_file = fault_file
+        self.writer = GroupCommitWriter(self.db, fault_file=fault_file)
         if verify:
             self.verify()
 
@@ -66,12 +67,13 @@ class RocksLogStore:
         """Close and open the database again: after a failed WAL write RocksDB refuses every
         write until it is reopened. Unsynced state is rebuilt from its WAL, as after a crash.
         When the open fails (the disk is still full) the store stays closed; call again."""
+        self.writer.stop()
         if not self._closed:
             self._closed = True
             self.db.close()
         self.db = _open(self.path)
         self._closed = False
-        self.writer = GroupCommitWriter(self.db)
+        self.writer = GroupCommitWriter(self.db, fault_file=self._fault_file)
 
     def probe_write(self) -> None:
         """One synced write and delete of a probe key: raises when the disk still cannot take it."""
