@@ -41,6 +41,7 @@ from bench.cluster import BenchCluster, ProcessInfo
 from bench.floor import measure_floor
 from bench.stats import percentile, ratio, summary_ms
 from bifrost.core import Chain
+from bifrost.record import tag
 from bifrost.replicated.messages import AppendRequest, AppendResponse, AppendStatus, WireCodec
 from bifrost.replicated.runtime import Network
 from metadata.records import NodesConfig
@@ -197,7 +198,8 @@ async def measure_point(
     params = chain.tail.params
     assert params is not None
     network = Network(APPENDER_ID, WireCodec(), address_of, lambda *a: None)
-    request = AppendRequest(params=params, payloads=(record,) * records_per_append)
+    # Tagged as Bifrost tags records (bifrost/record.py), so that readers can read them back.
+    request = AppendRequest(params=params, payloads=(tag(APPENDER_ID, 1, record),) * records_per_append)
     w = _Window()
     tasks = [
         asyncio.ensure_future(_appender(network, params.sequencer.node, request, w))

@@ -49,6 +49,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Records (and bytes) one log's appender on one node may have in flight: a caller past them
+# waits for acknowledgements instead of queueing without bound.
+MAX_INFLIGHT_RECORDS = 8192
+MAX_INFLIGHT_BYTES = 32 * 1024 * 1024
+
 
 class LogAppender:
     def __init__(self, bifrost: Bifrost, log_id: int, appender_id: int, config: AppenderConfig | None = None) -> None:
@@ -62,18 +67,37 @@ class LogAppender:
         self._tasks: set[asyncio.Task[None]] = set()
         self._feeding = False
         self._queue: list[Any] = []
+        self._inflight_records = 0
+        self._inflight_bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
 
     @property
     def reappended_records(self) -> int:
         return self._core.reappended_records
 
-    def append(self, records: Sequence[bytes]) -> asyncio.Future[int]:
-        """The LSN of the batch's first record, once the whole batch is committed."""
+    async def append(self, records: Sequence[bytes]) -> int:
+        """The LSN of the batch's first record, once the whole batch is committed. Waits first
+        while too much is in flight (a batch alone may exceed the limit)."""
+        size = sum(len(r) for r in records)
+        while self._inflight_records and (
+            self._inflight_records + len(records) > MAX_INFLIGHT_RECORDS
+            or self._inflight_bytes + size > MAX_INFLIGHT_BYTES
+        ):
+            self._room.clear()
+            await self._room.wait()
+        self._inflight_records += len(records)
+        self._inflight_bytes += size
         batch_id = next(self._batch_ids)
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._futures[batch_id] = fut
-        self._feed(NewBatch(batch_id, tuple(records)))
-        return fut
+        try:
+            self._feed(NewBatch(batch_id, tuple(records)))
+            return await fut
+        finally:
+            self._inflight_records -= len(records)
+            self._inflight_bytes -= size
+            self._room.set()
 
     def close(self) -> None:
         if self._timer is not None:

@@ -62,7 +62,7 @@ from ._messages import (
     Trimmed,
 )
 from ._quorum import FMajorityResult, NodeSetChecker
-from ._reader import Deliver, DeliverTrimGap, ReaderConfig, ReaderState, ReadStream, SetTail
+from ._reader import Consumed, Deliver, DeliverTrimGap, ReaderConfig, ReaderState, ReadStream, SetTail
 from ._reconfigure import (
     CasChain,
     CasResult,
@@ -121,6 +121,7 @@ __all__ = [
     "BifrostCoreError",
     "CasChain",
     "CasResult",
+    "Consumed",
     "Chain",
     "ChainError",
     "Committed",

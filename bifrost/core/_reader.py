@@ -1,13 +1,17 @@
 """The read-stream core for one loglet: reads from one log-server at a time, rotates on
 failure, and never delivers an offset at or past the global tail it knows.
 
-    step(Tick | Response | SetTail | NodeDead | NodeAlive) -> [Send | Deliver | SetTimer]
+    step(Tick | Response | SetTail | Consumed | NodeDead | NodeAlive) -> [Send | Deliver | SetTimer]
 
 The tail bound comes from response headers (every log-server reports the global tail it
 knows, which is always a committed one) and from `SetTail` (the local sequencer's tail, or the
 next segment's base once the loglet is sealed: then `final=True` and the stream ends there).
 Server order: the preferred node (our own) first, then the rest shuffled by the injected rng.
 A reply that makes no progress, a refusal, or a timeout moves to the next server.
+
+Read-ahead is bounded by consumer credit: at most `max_unconsumed` records are delivered and not
+yet reported `Consumed`; the stream asks for no more until the consumer catches up, so a stalled
+consumer stops the reading instead of filling memory.
 
     state    Response            Tick/SetTail/hints
     READING  deliver, maybe DONE  request more / poll the tail
@@ -33,6 +37,13 @@ class SetTail:
 
 
 @dataclass(frozen=True, slots=True)
+class Consumed:
+    """The consumer took ``records`` delivered records (trim gaps count as one)."""
+
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
 class Deliver:
     offset: int
     payload: bytes
@@ -50,9 +61,10 @@ class ReaderConfig:
     poll_interval_ms: int = 200
     limit_bytes: int = 32 * 1024
     batch_records: int = 64
+    max_unconsumed: int = 256
 
 
-ReaderInput = Tick | Response | SetTail | NodeDead | NodeAlive
+ReaderInput = Tick | Response | SetTail | Consumed | NodeDead | NodeAlive
 ReaderOutput = Send | Deliver | DeliverTrimGap | SetTimer
 
 
@@ -97,6 +109,7 @@ class ReadStream:
         self._outstanding: tuple[int, NodeId, int] | None = None  # rid, node, deadline
         self._next_rid = 1
         self._poll_at = -1
+        self._unconsumed = 0
         self._timer: int | None = None
 
     @property
@@ -128,6 +141,8 @@ class ReadStream:
             if self._next < self._tail:
                 # A pushed tail is news of committed records: read them now, not at the next poll.
                 self._poll_at = -1
+        elif isinstance(inp, Consumed):
+            self._unconsumed = max(0, self._unconsumed - inp.records)
         elif isinstance(inp, NodeDead | NodeAlive):
             self._dead[inp.node] = isinstance(inp, NodeDead)
         elif isinstance(inp, Response):
@@ -178,6 +193,7 @@ class ReadStream:
                 to = min(e.to, self._tail - 1)
                 out.append(DeliverTrimGap(e.offset, to))
                 self._next = to + 1
+            self._unconsumed += 1
         if self._next == start and self._next < self._tail:
             # This server has not stored them (yet): another member of the write quorum has.
             self._rotate(backoff=False)
@@ -195,6 +211,9 @@ class ReadStream:
             self._rotate()
         if self._poll_at > self._now:
             return
+        credit = self._config.max_unconsumed - self._unconsumed
+        if credit <= 0 and self._next < self._tail:
+            return  # the consumer is behind: wait for its Consumed
         for _ in range(len(self._order)):
             if not self._dead.get(self._order[0], False):
                 break
@@ -204,7 +223,7 @@ class ReadStream:
         self._next_rid += 1
         hdr = RequestHeader(self._loglet, self._tail)
         if self._next < self._tail:
-            to = min(self._tail - 1, self._next + self._config.batch_records - 1)
+            to = min(self._tail - 1, self._next + min(self._config.batch_records, credit) - 1)
             msg: GetRecords | GetLogletInfo = GetRecords(hdr, self._next, to, self._config.limit_bytes)
         else:
             msg = GetLogletInfo(hdr)

@@ -17,6 +17,12 @@ from bifrost.net.framing import FrameDecoder, FrameTooLarge, encode_frame
 
 log = logging.getLogger(__name__)
 
+# Outgoing bytes a connection may buffer for a peer that does not read: past the high mark the
+# transport says it is paused; past the hard cap the connection is dropped (what it carried is
+# lost, and the cores' timeouts resend it to someone who reads) rather than grow the heap.
+WRITE_HIGH_WATER = 4 * 1024 * 1024
+WRITE_HARD_CAP = 64 * 1024 * 1024
+
 
 class Codec(Protocol):
     def encode(self, request_id: int, message: Any) -> bytes: ...
@@ -41,10 +47,18 @@ class _FrameProtocol(asyncio.Protocol):
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self.closed = False
+        self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
+        self._transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -69,6 +83,9 @@ class _FrameProtocol(asyncio.Protocol):
         self._flush_scheduled = False
         if self._out and self._transport is not None and not self.closed:
             self._transport.write(b"".join(self._out))
+            if self.paused and self._transport.get_write_buffer_size() > WRITE_HARD_CAP:
+                log.warning("dropping a connection whose peer does not read", extra={"buffered": WRITE_HARD_CAP})
+                self._transport.abort()
         self._out.clear()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bifrost.core import (
+    Consumed,
     Deliver,
     DeliverTrimGap,
     FindTailTask,
@@ -257,6 +258,9 @@ class ReplicatedLoglet:
         try:
             while (entry := await entries.get()) is not None:
                 yield entry
+                # Credit back only once the consumer asked for the next one: a consumer that
+                # stops pulling stops the reading (the queue holds at most max_unconsumed).
+                driver.feed(Consumed(1))
         finally:
             watch.cancel()
             driver.close()

@@ -21,6 +21,9 @@ from bifrost.tail_watch import TailWatch
 
 MAX_BATCH_RECORDS = 1000
 MAX_BATCH_BYTES = 1024 * 1024
+# Uncommitted records this sequencer holds at most; past it appends are refused at once (the
+# appender retries after a backoff) rather than queued without bound.
+MAX_INFLIGHT_RECORDS = 65536
 
 
 class SequencerService:
@@ -35,6 +38,7 @@ class SequencerService:
         self.tail = TailWatch()
         self.batches_sent = 0
         self.records_sent = 0
+        self.overloaded = 0
 
     @property
     def sealed(self) -> bool:
@@ -48,6 +52,11 @@ class SequencerService:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         if self.sealed:
             fut.set_exception(LogletSealed(self._core.known_global_tail))
+            return fut
+        inflight = self._core.next_offset - self._core.known_global_tail + sum(len(p) for p, _ in self._queued)
+        if inflight + len(payloads) > MAX_INFLIGHT_RECORDS and inflight > 0:
+            self.overloaded += 1
+            fut.set_exception(LogUnavailable(f"sequencer of {self.params} has {inflight} records in flight"))
             return fut
         self._queued.append((payloads, fut))
         if not self._flush_scheduled:

@@ -29,6 +29,7 @@ from bifrost.core import (
     CasResult,
     Chain,
     Committed,
+    Consumed,
     Deliver,
     DeliverTrimGap,
     GenerationalNodeId,
@@ -448,6 +449,10 @@ class Simulation:
             elif isinstance(o, Deliver | DeliverTrimGap):
                 assert c.params is not None
                 self._on_deliver(comp, c.params, o)
+        delivered = sum(1 for o in outs if isinstance(o, Deliver | DeliverTrimGap))
+        if delivered:
+            # The reader's consumer takes them a little later: read-ahead is bounded by credit.
+            self.at(self.now + self.rng.randint(0, 5), "consume", ns.node, ns.generation, comp, delivered)
         if isinstance(c.core, Sequencer):
             self.check.on_global_tail(c.core.params.loglet_id, c.core.known_global_tail)
 
@@ -455,6 +460,11 @@ class Simulation:
         ns = self.nodes[node]
         if ns.alive and ns.generation == gen:
             self._feed(ns, comp, Tick(self.now))
+
+    def _ev_consume(self, node: int, gen: int, comp: tuple[Any, ...], records: int) -> None:
+        ns = self.nodes[node]
+        if ns.alive and ns.generation == gen and comp in ns.components:
+            self._feed(ns, comp, Consumed(records))
 
     def _start_sequencer(self, ns: NodeState, params: LogletParams) -> None:
         seq = Sequencer(params, self.seq_config, now_ms=self.now)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import random
 
 from bifrost.core import (
+    Consumed,
     Deliver,
     GenerationalNodeId,
+    GetRecords,
+    ReaderConfig,
     ReaderState,
     ReadStream,
     RequestHeader,
@@ -68,3 +71,21 @@ def test_reader_survives_an_isolated_preferred_server() -> None:
     rs = ReadStream(LID, (1, 2, 3), random.Random(3), preferred=1)
     rs.step(SetTail(11, final=True))
     assert run(net, rs) == list(range(1, 11))
+
+
+def test_a_stalled_consumer_stops_the_reading() -> None:
+    """Read-ahead is bounded by credit: with 1,000 committed records and a consumer that took
+    none, the stream delivers max_unconsumed and asks for nothing more until credit returns."""
+    net = Loopback([1])
+    put(net, 1, 1, 1000, gt=1001)
+    rs = ReadStream(LID, (1,), random.Random(1), ReaderConfig(max_unconsumed=50, batch_records=16))
+    rs.step(SetTail(1001))
+    got = run(net, rs, steps=300)
+    assert got == list(range(1, 51))
+    sends: list = []
+    for _ in range(20):
+        net.now += 1000
+        sends += [o for o in rs.step(Tick(net.now)) if isinstance(o, Send) and isinstance(o.message, GetRecords)]
+    assert sends == [], "no read while the consumer is behind"
+    rs.step(Consumed(50))
+    assert run(net, rs, steps=300)[:10] == list(range(51, 61))
