@@ -72,7 +72,7 @@ class KeyFormatError(ValueError):
     """A value that does not fit the key layout, or bytes that are not a key of this layout."""
 
 
-# --- field codecs: encode(value) -> bytes, decode(buf, pos) -> (value, end) -------------------
+# --- field codecs ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,22 +80,33 @@ class _Field:
     name: str
     encode: Callable[[Any], bytes]
     decode: Callable[[bytes, int], tuple[Any, int]]
+    """(value, end) of the field starting at ``pos``."""
+    fmt: str | None = None
+    """Its struct code when fixed-width: a table of fixed-width fields packs a key in one call."""
+    to_struct: Callable[[Any], Any] | None = None
+    """Checks or converts the value for that struct code."""
 
 
-def _uint(name: str, fmt: str) -> _Field:
-    s = struct.Struct(fmt)
+_ERRORS: Final = (struct.error, KeyError, UnicodeError, TypeError, AttributeError)
+
+
+def _uint(name: str, code: str) -> _Field:
+    s = struct.Struct(">" + code)
 
     def decode(buf: bytes, pos: int) -> tuple[int, int]:
         return s.unpack_from(buf, pos)[0], pos + s.size
 
-    return _Field(name, s.pack, decode)
+    return _Field(name, s.pack, decode, code)
 
 
 def _invocation_id(name: str) -> _Field:
-    def encode(value: InvocationIdBytes) -> bytes:
+    def check(value: InvocationIdBytes) -> bytes:
+        # struct's "24s" would pad or cut any other length.
+        if not isinstance(value, bytes):
+            raise TypeError(f"{type(value).__name__}, not bytes")
         if len(value) != INVOCATION_ID_BYTES:
-            raise struct.error(f"{len(value)} bytes")
-        return bytes(value)
+            raise struct.error(f"{len(value)} bytes, not {INVOCATION_ID_BYTES}")
+        return value
 
     def decode(buf: bytes, pos: int) -> tuple[bytes, int]:
         end = pos + INVOCATION_ID_BYTES
@@ -103,7 +114,7 @@ def _invocation_id(name: str) -> _Field:
             raise struct.error("short invocation id")
         return buf[pos:end], end
 
-    return _Field(name, encode, decode)
+    return _Field(name, check, decode, f"{INVOCATION_ID_BYTES}s", check)
 
 
 _STR_END: Final = b"\x00\x01"
@@ -126,20 +137,25 @@ def _str(name: str) -> _Field:
 def _rest(name: str) -> _Field:
     """Raw bytes to the end of the key: only as the last field."""
 
+    def encode(value: bytes) -> bytes:
+        if not isinstance(value, bytes):
+            raise TypeError(f"{type(value).__name__}, not bytes")
+        return value
+
     def decode(buf: bytes, pos: int) -> tuple[bytes, int]:
         return buf[pos:], len(buf)
 
-    return _Field(name, bytes, decode)
+    return _Field(name, encode, decode)
 
 
 def _timer_kind(name: str) -> _Field:
-    def encode(value: TimerKind) -> bytes:
-        return bytes((TIMER_KIND_CODE[value],))
+    def code(value: TimerKind) -> int:
+        return TIMER_KIND_CODE[value]
 
     def decode(buf: bytes, pos: int) -> tuple[TimerKind, int]:
         return _TIMER_KIND_OF[buf[pos]], pos + 1
 
-    return _Field(name, encode, decode)
+    return _Field(name, lambda value: bytes((code(value),)), decode, "B", code)
 
 
 # --- table keys ------------------------------------------------------------------------------
@@ -151,32 +167,47 @@ class TableKey:
     def __init__(self, kind: KeyKind, *fields: _Field) -> None:
         self.kind = kind
         self.fields = fields
+        self._kind = kind.value
+        self._headers: dict[int, bytes] = {}
+        # Keys are built a few times per applied record: fixed-width tables pack in one call.
+        fixed = all(f.fmt for f in fields)
+        self._struct = struct.Struct(">" + "".join(f.fmt or "" for f in fields)) if fixed else None
+        self._converts = tuple((i, f.to_struct) for i, f in enumerate(fields) if f.to_struct)
 
-    def encode(self, partition: int, *values: object) -> bytes:
+    def encode(self, partition: int, *values: Any) -> bytes:
         if len(values) != len(self.fields):
             raise TypeError(f"a {self.kind.name} key has {len(self.fields)} fields, got {len(values)}")
-        return self.prefix(partition, *values)
+        try:
+            header = self._headers.get(partition) or self._header(partition)
+            if self._struct is None:
+                return header + b"".join([f.encode(v) for f, v in zip(self.fields, values, strict=True)])
+            if self._converts:
+                converted = list(values)
+                for i, convert in self._converts:
+                    converted[i] = convert(converted[i])
+                return header + self._struct.pack(*converted)
+            return header + self._struct.pack(*values)
+        except _ERRORS as e:
+            raise KeyFormatError(f"{self._describe(partition, values)} does not fit the key layout: {e}") from None
 
-    def prefix(self, partition: int, *leading: object) -> bytes:
+    def prefix(self, partition: int, *leading: Any) -> bytes:
         """The bytes every key of this partition starting with these leading fields begins with."""
         if len(leading) > len(self.fields):
             raise TypeError(f"a {self.kind.name} key has {len(self.fields)} fields, got {len(leading)}")
         try:
-            parts = [self.kind.value, _PARTITION.pack(partition)]
-            for field, value in zip(self.fields, leading, strict=False):
-                parts.append(field.encode(value))
-        except (struct.error, KeyError, UnicodeError, TypeError, AttributeError) as e:
+            header = self._headers.get(partition) or self._header(partition)
+            return header + b"".join([f.encode(v) for f, v in zip(self.fields, leading, strict=False)])
+        except _ERRORS as e:
             raise KeyFormatError(f"{self._describe(partition, leading)} does not fit the key layout: {e}") from None
-        return b"".join(parts)
 
-    def bounds(self, partition: int, *leading: object) -> tuple[bytes, bytes]:
+    def bounds(self, partition: int, *leading: Any) -> tuple[bytes, bytes]:
         """[lower, upper) of the keys that start with these leading fields."""
         lower = self.prefix(partition, *leading)
         return lower, successor(lower)
 
     def decode(self, key: bytes) -> tuple[Any, ...]:
         """(partition, *fields) of a key of this table."""
-        if key[:2] != self.kind.value:
+        if key[:2] != self._kind:
             raise KeyFormatError(f"not a {self.kind.name} key: {key[:2]!r} prefix")
         try:
             values: list[Any] = [_PARTITION.unpack_from(key, 2)[0]]
@@ -190,7 +221,12 @@ class TableKey:
             raise KeyFormatError(f"malformed {self.kind.name} key {key.hex()}: {len(key) - pos} trailing bytes")
         return tuple(values)
 
-    def _describe(self, partition: int, values: tuple[object, ...]) -> str:
+    def _header(self, partition: int) -> bytes:
+        header = self._kind + _PARTITION.pack(partition)
+        self._headers[partition] = header
+        return header
+
+    def _describe(self, partition: object, values: tuple[object, ...]) -> str:
         named = ", ".join(f"{f.name}={v!r}" for f, v in zip(self.fields, values, strict=False))
         return f"{self.kind.name} key (partition={partition!r}{', ' + named if named else ''})"
 
@@ -203,21 +239,21 @@ def successor(prefix: bytes) -> bytes:
     return trimmed[:-1] + bytes((trimmed[-1] + 1,))
 
 
-FSM: Final = TableKey(KeyKind.FSM, _uint("variable", ">H"))
+FSM: Final = TableKey(KeyKind.FSM, _uint("variable", "H"))
 DEDUP: Final = TableKey(KeyKind.DEDUP, _str("producer"))
 STATUS: Final = TableKey(KeyKind.STATUS, _invocation_id("invocation_id"))
-JOURNAL: Final = TableKey(KeyKind.JOURNAL, _invocation_id("invocation_id"), _uint("index", ">I"))
+JOURNAL: Final = TableKey(KeyKind.JOURNAL, _invocation_id("invocation_id"), _uint("index", "I"))
 STATE: Final = TableKey(KeyKind.STATE, _str("service"), _str("key"), _rest("name"))
 LOCKS: Final = TableKey(KeyKind.LOCKS, _str("service"), _str("key"))
-INBOX: Final = TableKey(KeyKind.INBOX, _str("service"), _str("key"), _uint("seq", ">Q"))
+INBOX: Final = TableKey(KeyKind.INBOX, _str("service"), _str("key"), _uint("seq", "Q"))
 TIMERS: Final = TableKey(
     KeyKind.TIMERS,
-    _uint("wake_up_ms", ">Q"),
+    _uint("wake_up_ms", "Q"),
     _invocation_id("invocation_id"),
     _timer_kind("kind"),
-    _uint("completion_id", ">I"),
+    _uint("completion_id", "I"),
 )
-OUTBOX: Final = TableKey(KeyKind.OUTBOX, _uint("index", ">Q"))
+OUTBOX: Final = TableKey(KeyKind.OUTBOX, _uint("index", "Q"))
 
 TABLES: Final = (FSM, DEDUP, STATUS, JOURNAL, STATE, LOCKS, INBOX, TIMERS, OUTBOX)
 

@@ -185,9 +185,10 @@ class PartitionHandle:
     def __init__(self, store: PartitionStore, partition_id: int) -> None:
         self.store = store
         self.partition_id = partition_id
+        self._fsm_keys = {var: keys.FSM.encode(partition_id, var) for var in keys.FsmVar}
 
     def transaction(self) -> StoreTransaction:
-        return StoreTransaction(self.store, self.partition_id)
+        return StoreTransaction(self.store, self.partition_id, self._fsm_keys)
 
     # --- reads of committed state, outside any transaction ---
 
@@ -216,9 +217,10 @@ class StoreTransaction:
     Scans return iterators over rows already read in full: a scan never hands out part of a
     range and then fails, and no RocksDB iterator outlives the call."""
 
-    def __init__(self, store: PartitionStore, partition_id: int) -> None:
+    def __init__(self, store: PartitionStore, partition_id: int, fsm_keys: dict[keys.FsmVar, bytes]) -> None:
         self._store = store
         self._p = partition_id
+        self._fsm_keys = fsm_keys
         # Pending writes by key, None = delete; written in this order by commit().
         self._writes: dict[bytes, bytes | None] = {}
         self._committed = False
@@ -273,7 +275,7 @@ class StoreTransaction:
             self._put(key, None)
 
     def _counter(self, var: keys.FsmVar) -> int:
-        key = keys.FSM.encode(self._p, var)
+        key = self._fsm_keys[var]
         raw = self._read(key)
         value = 1 if raw is None else self._store._decode(int, key, raw) + 1
         self._put(key, encode(value))
@@ -282,12 +284,12 @@ class StoreTransaction:
     # --- fsm ---
 
     def applied_lsn(self) -> int:
-        key = keys.FSM.encode(self._p, keys.FsmVar.APPLIED_LSN)
+        key = self._fsm_keys[keys.FsmVar.APPLIED_LSN]
         raw = self._read(key)
         return 0 if raw is None else self._store._decode(int, key, raw)
 
     def set_applied_lsn(self, lsn: int) -> None:
-        self._put(keys.FSM.encode(self._p, keys.FsmVar.APPLIED_LSN), encode(lsn))
+        self._put(self._fsm_keys[keys.FsmVar.APPLIED_LSN], encode(lsn))
 
     def dedup(self, producer: ProducerId) -> Dedup | None:
         key = keys.DEDUP.encode(self._p, producer)
