@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +36,43 @@ def test_commits_survive_close_and_reopen(durability: Durability, tmp_path: Path
         t.commit()
     with PartitionStore(tmp_path, durability) as store:
         assert everything(store.partition(1).transaction()) == written
+
+
+# A process that commits, maybe syncs, and dies by SIGKILL (no close, so no flush on the way out).
+COMMIT_THEN_DIE = """
+import os, signal, sys
+from pathlib import Path
+from processor.store import Durability, PartitionStore
+store = PartitionStore(Path(sys.argv[1]), Durability(sys.argv[2]))
+t = store.partition(0).transaction()
+t.set_applied_lsn(7)
+t.commit()
+if sys.argv[3] == "sync":
+    store.sync()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize(
+    ("durability", "sync", "kept"),
+    [
+        (Durability.WAL, False, True),  # the WAL is in the page cache, which outlives the process
+        (Durability.WAL_SYNC, False, True),
+        (Durability.NO_WAL, False, False),  # only the memtable had it
+        (Durability.NO_WAL, True, True),  # sync() flushed it
+    ],
+    ids=lambda v: v.value if isinstance(v, Durability) else str(v),
+)
+def test_what_a_killed_process_keeps(durability: Durability, sync: bool, kept: bool, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", COMMIT_THEN_DIE, str(tmp_path), durability.value, "sync" if sync else "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    with PartitionStore(tmp_path, durability) as store:
+        assert store.partition(0).applied_lsn() == (7 if kept else 0)
 
 
 def test_partitions_are_independent(tmp_path: Path) -> None:
