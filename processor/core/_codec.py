@@ -43,7 +43,8 @@ def decode(value_type: type[T], data: bytes) -> T:
     decoder = _DECODERS.get(value_type)
     if decoder is None:
         decoder = _DECODERS[value_type] = msgspec.msgpack.Decoder(value_type)
-    return _decode(decoder, data, value_type.__name__)
+    # A union (Dedup) has no __name__: name it by its members.
+    return _decode(decoder, data, getattr(value_type, "__name__", str(value_type)))
 
 
 def _decode(decoder: msgspec.msgpack.Decoder, data: bytes, what: str):  # type: ignore[no-untyped-def]  # noqa: ANN202

@@ -56,11 +56,15 @@ class MemoryTables:
         return durable
 
     def _put(self, table: str, key: object, value: object) -> None:
-        if self._committed:
-            raise RuntimeError("transaction already committed")
+        self._check_open()
         self._writes[(table, key)] = value
 
+    def _check_open(self) -> None:
+        if self._committed:
+            raise RuntimeError("transaction already committed")
+
     def commit(self) -> None:
+        self._check_open()
         s = self._store
         for service_key in self._cleared_state:
             s.state.pop(service_key, None)
@@ -159,6 +163,7 @@ class MemoryTables:
         self._put("journal", (invocation_id, index), entry)
 
     def delete_journal(self, invocation_id: InvocationIdBytes) -> None:
+        self._check_open()
         self._cleared_journal.add(invocation_id)
         for k in [k for k in self._writes if k[0] == "journal" and k[1][0] == invocation_id]:  # type: ignore[index]
             del self._writes[k]
@@ -176,6 +181,7 @@ class MemoryTables:
         self._put("state", (service, key, name), _DELETED)
 
     def delete_all_state(self, service: str, key: str) -> None:
+        self._check_open()
         self._cleared_state.add((service, key))
         for k in [k for k in self._writes if k[0] == "state" and k[1][:2] == (service, key)]:  # type: ignore[index]
             del self._writes[k]

@@ -107,8 +107,10 @@ ResponseSink = IngressSink | PartitionSink
 # --- invocations ----------------------------------------------------------------------------
 
 
-class ServiceInvocation(msgspec.Struct, frozen=True, array_like=True):
-    """A new invocation, as the ingress or a calling invocation asks for it."""
+class ServiceInvocation(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """A new invocation, as the ingress or a calling invocation asks for it. Tagged: it shares
+    `OutboxMessage.command` with `InvocationResponse`, and msgspec decodes a union of structs
+    only by tag."""
 
     invocation_id: InvocationIdBytes
     target: Target
@@ -181,9 +183,25 @@ class TimerKind(enum.Enum):
     CLEANUP = "cleanup"
     """Purges a completed invocation whose retention ended."""
 
+    # Ordered by declaration, so that TimerKeys differing only in kind sort (the partition
+    # store's key codes follow the same order); a new kind goes last.
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, TimerKind):
+            return NotImplemented
+        return _TIMER_KIND_RANK[self] < _TIMER_KIND_RANK[other]
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, TimerKind):
+            return NotImplemented
+        return _TIMER_KIND_RANK[self] > _TIMER_KIND_RANK[other]
+
+
+_TIMER_KIND_RANK = {kind: rank for rank, kind in enumerate(TimerKind)}
+
 
 class TimerKey(msgspec.Struct, frozen=True, array_like=True, order=True):
-    """Ordered by wake-up time first: the leader's timer service fires them in key order."""
+    """Ordered by wake-up time, then invocation id, kind (declaration order), completion id:
+    the leader's timer service fires them in key order."""
 
     wake_up_ms: int
     invocation_id: InvocationIdBytes

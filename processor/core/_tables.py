@@ -3,7 +3,8 @@
 The state machine reads and writes only through this protocol. The processor opens one
 transaction per batch of records, applies the batch, writes the applied LSN and dedup marks
 through the same transaction and commits it as one atomic write (RocksDB WriteBatch), so a
-crash never applies a record twice or half. Two implementations meet it: the RocksDB partition
+crash never applies a record twice or half. A transaction commits once and takes no write after
+its commit (RuntimeError); one left uncommitted changes nothing. Two implementations meet it: the RocksDB partition
 store (processor/store/) and `MemoryTables` for tests and simulation; a parity test runs the
 same transcripts against both.
 
@@ -15,7 +16,7 @@ Tables (one key layout each, see processor/store/keys.py):
     state        (service, key, name) -> value
     locks        (service, key) -> the invocation holding an exclusive handler
     inbox        (service, key, seq) -> queued invocation id
-    timers       TimerKey -> () ; ordered by wake-up time
+    timers       TimerKey -> () ; in TimerKey order (wake-up time first)
     outbox       index -> OutboxMessage
 """
 
@@ -72,7 +73,8 @@ class Tables(Protocol):
     def put_timer(self, timer: TimerKey) -> None: ...
     def delete_timer(self, timer: TimerKey) -> None: ...
     def timers(self) -> Iterator[TimerKey]:
-        """Every timer, by wake-up time (the leader loads them when it takes over)."""
+        """Every timer in `TimerKey` order: wake-up time, invocation id, kind (declaration
+        order), completion id (the leader loads them when it takes over)."""
         ...
 
     # --- outbox ---
