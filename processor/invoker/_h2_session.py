@@ -75,7 +75,14 @@ class H2ClientSession:
         if stream_window < DEFAULT_WINDOW or connection_window < DEFAULT_WINDOW:
             raise ValueError(f"HTTP/2 windows must be at least {DEFAULT_WINDOW} bytes")
         self._h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None)
+            # Request headers are checked once by the transport; h2's per-request validation
+            # and normalisation of them cost more than the rest of building the frames.
+            h2.config.H2Configuration(
+                client_side=True,
+                header_encoding=None,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
         )
         self._authority = authority.encode("ascii")
         self._stream_window = stream_window
@@ -219,6 +226,9 @@ class H2ClientSession:
         out: list[SessionEvent] = []
         if self._failure is not None:
             return out
+        if not self._settings_received and data.startswith(b"HTTP/1."):
+            # h2 would wait for a "frame" of several MB; an HTTP/1.x answer is clear at once.
+            return self._fail_all(ProtocolViolation("deployment answered in HTTP/1.x, not HTTP/2"))
         for segment in self._filter.feed(data):
             if isinstance(segment, GoAwayFrame):
                 out += self._on_goaway(segment)

@@ -283,3 +283,10 @@ def test_response_after_reset_is_ignored() -> None:
     pair.respond(sid, body=b"late")  # crossed our RST_STREAM on the wire
     client = pair.client.receive_data(pair.server.data_to_send())
     assert of_type(client, HeadReceived) == [] and of_type(client, DataReceived) == []
+
+
+def test_an_http1_answer_to_the_preface_fails_at_once() -> None:
+    client = H2ClientSession("d:1", stream_window=WINDOW, connection_window=WINDOW, max_streams=10)
+    client.initiate()
+    assert client.receive_data(b"HTTP/1.1 400 Bad Request\r\n\r\n") == []
+    assert isinstance(client.failure, ProtocolViolation) and client.finished
