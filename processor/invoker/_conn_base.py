@@ -39,8 +39,8 @@ class Waiters:
     def __init__(self) -> None:
         self._queue: deque[asyncio.Future[None]] = deque()
 
-    def __bool__(self) -> bool:
-        return bool(self._queue)
+    def __len__(self) -> int:
+        return len(self._queue)
 
     async def wait(self, front: bool) -> None:
         fut = asyncio.get_running_loop().create_future()
@@ -186,4 +186,7 @@ async def connect(
         if conn is not None:
             conn.close(ConnectFailed(f"connecting to {endpoint} was abandoned"))
         raise
+    if conn.registry.closed:  # the client was closed while this connection was being made
+        conn.close(TransportClosed("transport closed"))
+        raise TransportClosed("transport closed")
     return conn

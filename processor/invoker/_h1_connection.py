@@ -193,5 +193,10 @@ class H1Pool:
                 self._idle.remove(conn)
             self._waiters.wake(1)
 
+    @property
+    def waiting(self) -> int:
+        """Openers queued for a stream slot or a connection."""
+        return len(self._waiters)
+
     def close(self) -> None:
         self._waiters.wake_all()

@@ -245,6 +245,7 @@ class H2Pool:
             self._connecting = None
         self._active = conn
         fut.set_result(None)
+        self._waiters.wake_all()  # openers queued on a connection this one replaces
 
     def forget(self, conn: H2Connection) -> None:
         """The connection takes no new streams (GOAWAY, lost, closed): openers move to a new one."""
@@ -252,13 +253,14 @@ class H2Pool:
             self._active = None
             self._waiters.wake_all()
 
-    @property
-    def waiting(self) -> bool:
-        return bool(self._waiters)
-
     def slots_available(self) -> None:
         if self._waiters:
             self._waiters.wake(1)
+
+    @property
+    def waiting(self) -> int:
+        """Openers queued for a stream slot or a connection."""
+        return len(self._waiters)
 
     def close(self) -> None:
         self._waiters.wake_all()

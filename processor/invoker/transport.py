@@ -152,6 +152,8 @@ _RESERVED_HEADERS = frozenset(
         b"upgrade",
     }
 )
+_METHOD = re.compile(r"[A-Z]+")
+_PATH = re.compile(r"/[!-~]*")  # visible ASCII, no spaces or controls
 _HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _BAD_VALUE = re.compile(rb"[\r\n\x00]")
 
@@ -194,6 +196,11 @@ class Transport:
     def open_streams(self) -> int:
         """Streams holding an HTTP/2 slot or an HTTP/1.1 connection right now."""
         return sum(conn.live_streams for conn in self._registry.connections)
+
+    @property
+    def waiting_openers(self) -> int:
+        """Openers queued at a server's stream limit or the HTTP/1.1 pool cap."""
+        return sum(pool.waiting for pool in [*self._h2_pools.values(), *self._h1_pools.values()])
 
     async def open_stream(
         self,
@@ -266,6 +273,8 @@ class Transport:
         expect_status: int | None,
     ) -> Stream:
         self._registry.check_open()
+        if not _METHOD.fullmatch(method) or not _PATH.fullmatch(path):
+            raise ValueError(f"invalid request line {method!r} {path!r}: a token method and an absolute path")
         raw = _encode_headers(headers)
         if endpoint.http_version is HttpVersion.H2C:
             h2_pool = self._h2_pools.get(endpoint)
@@ -279,5 +288,5 @@ class Transport:
         try:
             return conn.open_stream(method, path, raw, body_length, expect_status)
         except BaseException:
-            h1_pool.release(conn)
+            conn.close(ConnectionLost("the request could not be started"))  # h11 is in ERROR now
             raise

@@ -22,7 +22,9 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
+import h2.settings
 import pytest
+import uvloop
 
 from processor.invoker.transport import (
     ConnectFailed,
@@ -49,8 +51,11 @@ MANIFEST_ACCEPT = ", ".join(f"application/vnd.restate.endpointmanifest.v{n}+json
 INVOCATION_V6 = "application/vnd.restate.invocation.v6"
 
 
-def run(main: Callable[[Transport], Awaitable[T]], config: TransportConfig | None = None) -> T:
-    """Run ``main`` with a fresh transport under a deadline; close it; assert no task is left."""
+def run(
+    main: Callable[[Transport], Awaitable[T]], config: TransportConfig | None = None, loop: str = "asyncio"
+) -> T:
+    """Run ``main`` with a fresh transport under a deadline; close it; assert no task is left.
+    ``loop="uvloop"`` runs it on uvloop, the node's loop."""
 
     async def wrapper() -> T:
         transport = Transport(config)
@@ -63,7 +68,13 @@ def run(main: Callable[[Transport], Awaitable[T]], config: TransportConfig | Non
             assert leftover == [], f"tasks left behind: {leftover}"
             assert transport.open_connections == 0
 
-    return asyncio.run(wrapper())
+    factory = uvloop.new_event_loop if loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(wrapper())
+
+
+# The node runs on uvloop when it is installed; the tests that exercise every path run on both.
+both_loops = pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 
 
 async def eventually(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
@@ -112,7 +123,8 @@ def greeter(module_asgi_servers: AsgiServers) -> AsgiServer:  # noqa: F811
 # -- h2c: duplex, flow control, concurrency ------------------------------------------------------
 
 
-def test_h2c_stream_is_full_duplex(echo: AsgiServer) -> None:
+@both_loops
+def test_h2c_stream_is_full_duplex(echo: AsgiServer, loop: str) -> None:
     async def main(transport: Transport) -> None:
         async with await transport.open_stream(h2c(echo), "/echo") as stream:
             assert (await stream.response()).status == 200
@@ -125,10 +137,11 @@ def test_h2c_stream_is_full_duplex(echo: AsgiServer) -> None:
             assert await stream.receive() is None
         assert transport.connections_opened == 1
 
-    run(main)
+    run(main, loop=loop)
 
 
-def test_h2c_large_bodies_both_ways_respect_flow_control(echo: AsgiServer) -> None:
+@both_loops
+def test_h2c_large_bodies_both_ways_respect_flow_control(echo: AsgiServer, loop: str) -> None:
     size = 6 << 20
     window = 256 << 10
     payload = os.urandom(size)
@@ -153,7 +166,7 @@ def test_h2c_large_bodies_both_ways_respect_flow_control(echo: AsgiServer) -> No
         assert total == size and got.digest() == hashlib.sha256(payload).digest()
         assert most_buffered <= window
 
-    run(main, TransportConfig(h2_stream_window=window))
+    run(main, TransportConfig(h2_stream_window=window), loop=loop)
 
 
 def test_unread_response_data_stops_at_the_stream_window(echo: AsgiServer) -> None:
@@ -327,10 +340,13 @@ def test_an_http11_only_server_is_a_clear_connect_failure() -> None:
 class ScriptedConnection:
     """One accepted h2c connection; the test reads its events and writes its frames."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, max_streams: int) -> None:
         self.reader = reader
         self.writer = writer
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        self.h2.local_settings = h2.settings.Settings(
+            client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams}
+        )
         self.h2.initiate_connection()
         self.flush()
         self.events: list[h2.events.Event] = []
@@ -361,7 +377,8 @@ class ScriptedConnection:
 
 
 class ScriptedServer:
-    def __init__(self) -> None:
+    def __init__(self, max_streams: int = 100) -> None:
+        self.max_streams = max_streams
         self.accepted: asyncio.Queue[ScriptedConnection] = asyncio.Queue()
         self.connections: list[ScriptedConnection] = []
         self.server: asyncio.Server | None = None
@@ -383,25 +400,29 @@ class ScriptedServer:
         return Endpoint("127.0.0.1", self.server.sockets[0].getsockname()[1])
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = ScriptedConnection(reader, writer)
+        conn = ScriptedConnection(reader, writer, self.max_streams)
         self.connections.append(conn)
         await self.accepted.put(conn)
 
 
-def test_goaway_fails_streams_above_last_stream_and_finishes_the_others() -> None:
+@both_loops
+def test_goaway_fails_streams_above_last_stream_and_finishes_the_others(loop: str) -> None:
     async def main(transport: Transport) -> None:
-        async with ScriptedServer() as server:
+        async with ScriptedServer(max_streams=3) as server:
             streams = [await transport.open_stream(server.endpoint, "/invoke/S/h") for _ in range(3)]
             conn = await server.accepted.get()
             await conn.until(lambda events: len(conn.requests()) == 3)
+            queued = asyncio.create_task(transport.open_stream(server.endpoint, "/invoke/S/h"))
+            await eventually(lambda: transport.waiting_openers == 1, "the fourth opener to queue")
+            assert transport.open_streams == 3  # the server's limit: waiting, not failing
             first, *above = streams
             conn.goaway(last_stream_id=first.stream_id)
             for stream in above:
                 with pytest.raises(NotProcessed) as refused:
                     await stream.receive()
                 assert not refused.value.maybe_processed
-            # New streams go to a new connection while the first one finishes its stream.
-            fresh = await transport.open_stream(server.endpoint, "/invoke/S/h")
+            # The queued opener moves to a new connection while the first one finishes its stream.
+            fresh = await queued
             second = await server.accepted.get()
             await second.until(lambda events: len(second.requests()) == 1)
             await first.send(b"still open")
@@ -415,7 +436,7 @@ def test_goaway_fails_streams_above_last_stream_and_finishes_the_others() -> Non
             assert transport.connections_opened == 2
             await eventually(lambda: transport.open_connections == 1, "the drained connection to close")
 
-    run(main)
+    run(main, loop=loop)
 
 
 def test_refused_stream_is_retryable_and_the_connection_stays() -> None:
@@ -438,7 +459,8 @@ def test_refused_stream_is_retryable_and_the_connection_stays() -> None:
     run(main)
 
 
-def test_send_waits_for_window_and_a_cancelled_send_resets_the_stream() -> None:
+@both_loops
+def test_send_waits_for_window_and_a_cancelled_send_resets_the_stream(loop: str) -> None:
     async def main(transport: Transport) -> None:
         async with ScriptedServer() as server:
             stream = await transport.open_stream(server.endpoint, "/invoke/S/h")
@@ -461,7 +483,7 @@ def test_send_waits_for_window_and_a_cancelled_send_resets_the_stream() -> None:
             with pytest.raises(StreamStateError):
                 await stream.send(b"y")
 
-    run(main)
+    run(main, loop=loop)
 
 
 def test_cancelled_waits_leave_streams_and_slots_usable(asgi_servers: AsgiServers) -> None:  # noqa: F811
@@ -478,10 +500,11 @@ def test_cancelled_waits_leave_streams_and_slots_usable(asgi_servers: AsgiServer
             await reader
         # An opener cancelled while queued for the only slot: the slot is not lost.
         opener = asyncio.create_task(transport.open_stream(endpoint, "/echo"))
-        await asyncio.sleep(0)
+        await eventually(lambda: transport.waiting_openers == 1, "the opener to queue")
         opener.cancel()
         with pytest.raises(asyncio.CancelledError):
             await opener
+        assert transport.waiting_openers == 0
         await stream.send(b"ping")
         assert await read_exactly(stream, 4) == b"ping"
         await stream.end()
@@ -509,7 +532,8 @@ def test_close_fails_open_streams_and_refuses_new_ones(echo: AsgiServer) -> None
 # -- HTTP/1.1 ------------------------------------------------------------------------------------
 
 
-def test_http11_chunked_request_streamed_response_and_keep_alive(echo: AsgiServer) -> None:
+@both_loops
+def test_http11_chunked_request_streamed_response_and_keep_alive(echo: AsgiServer, loop: str) -> None:
     async def main(transport: Transport) -> None:
         for i in range(5):
             async with await transport.open_stream(http11(echo), "/echo") as stream:
@@ -522,7 +546,23 @@ def test_http11_chunked_request_streamed_response_and_keep_alive(echo: AsgiServe
         assert response.status == 200 and response.body == b"one shot"
         assert transport.connections_opened == 1  # every exchange reused the kept-alive connection
 
-    run(main)
+    run(main, loop=loop)
+
+
+def test_http11_unread_response_data_pauses_the_socket(echo: AsgiServer) -> None:
+    limit = 256 << 10
+    size = 8 << 20
+    socket_read = 256 << 10  # the most one read from the socket delivers (asyncio and uvloop)
+
+    async def main(transport: Transport) -> None:
+        async with await transport.open_stream(http11(echo), f"/source/{size}") as stream:
+            await stream.end()
+            await stream.response()
+            await eventually(lambda: stream.buffered > limit, "the receive buffer to fill")
+            assert stream.buffered <= limit + socket_read  # reading stopped, not the whole body
+            assert len(await read_all(stream)) == size
+
+    run(main, TransportConfig(h1_receive_buffer=limit))
 
 
 def test_http11_pool_caps_connections_and_queues(echo: AsgiServer) -> None:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from processor.invoker.transport import Endpoint, HttpVersion, Response, ResponseHead, _encode_headers
+from processor.invoker.transport import (
+    Endpoint,
+    HttpVersion,
+    Response,
+    ResponseHead,
+    Transport,
+    _encode_headers,
+)
 
 
 def test_endpoint_from_url_keeps_the_mount_prefix() -> None:
@@ -50,3 +59,19 @@ def test_header_lookup_is_case_insensitive() -> None:
     headers = (("content-type", "a"), ("x-restate-server", "restate-sdk-python/1.3.0"))
     assert ResponseHead(200, headers).get("X-Restate-Server") == "restate-sdk-python/1.3.0"
     assert Response(200, headers, b"").get("missing") is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "no-slash"), ("POST", "/a b"), ("post", "/x"), ("GET", "/\x00")]
+)
+def test_bad_request_lines_are_refused_before_any_connection(method: str, path: str) -> None:
+    async def main() -> None:
+        transport = Transport()
+        try:
+            with pytest.raises(ValueError, match="invalid request line"):
+                await transport.open_stream(Endpoint("127.0.0.1", 9), path, method=method)
+            assert transport.connections_opened == 0
+        finally:
+            await transport.close()
+
+    asyncio.run(main())
