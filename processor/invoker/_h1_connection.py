@@ -8,13 +8,7 @@ from processor.invoker._conn_base import Connection, Registry, Waiters, connect
 from processor.invoker._h1_session import H1ClientSession
 from processor.invoker._stream import Stream
 from processor.invoker._transport_errors import TransportError
-from processor.invoker._transport_events import (
-    DataReceived,
-    HeadReceived,
-    SessionEvent,
-    StreamEnded,
-    StreamFailed,
-)
+from processor.invoker._transport_events import STREAM_EVENTS, SessionEvent
 
 if TYPE_CHECKING:
     from processor.invoker.transport import Endpoint
@@ -110,14 +104,8 @@ class H1Connection(Connection):
         stream = self._stream
         if stream is not None:
             for event in events:
-                if isinstance(event, DataReceived):
-                    stream.on_data(event.data)
-                elif isinstance(event, HeadReceived):
-                    stream.on_head(event.status, event.headers)
-                elif isinstance(event, StreamEnded):
-                    stream.on_end()
-                elif isinstance(event, StreamFailed):
-                    stream.on_fail(event.error)
+                if isinstance(event, STREAM_EVENTS):
+                    stream.on_event(event)
             self._release_if_done()
         if self._session.closed and self.open:
             self.close_socket()

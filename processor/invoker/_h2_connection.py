@@ -9,15 +9,7 @@ from processor.invoker._conn_base import Connection, Registry, Waiters, connect
 from processor.invoker._h2_session import H2ClientSession
 from processor.invoker._stream import Stream
 from processor.invoker._transport_errors import ConnectFailed, TransportError
-from processor.invoker._transport_events import (
-    DataReceived,
-    GoingAway,
-    HeadReceived,
-    SendWindowOpened,
-    SessionEvent,
-    StreamEnded,
-    StreamFailed,
-)
+from processor.invoker._transport_events import STREAM_EVENTS, GoingAway, SendWindowOpened, SessionEvent
 
 if TYPE_CHECKING:
     from processor.invoker.transport import Endpoint
@@ -159,19 +151,8 @@ class H2Connection(Connection):
     def _dispatch(self, events: list[SessionEvent]) -> None:
         streams = self._streams
         for event in events:
-            if isinstance(event, DataReceived):
-                if (stream := streams.get(event.stream_id)) is not None:
-                    stream.on_data(event.data)
-            elif isinstance(event, HeadReceived):
-                if (stream := streams.get(event.stream_id)) is not None:
-                    stream.on_head(event.status, event.headers)
-            elif isinstance(event, StreamEnded):
-                if (stream := streams.get(event.stream_id)) is not None:
-                    stream.on_end()
-                    self._retire(event.stream_id)
-            elif isinstance(event, StreamFailed):
-                if (stream := streams.get(event.stream_id)) is not None:
-                    stream.on_fail(event.error)
+            if isinstance(event, STREAM_EVENTS):
+                if (stream := streams.get(event.stream_id)) is not None and stream.on_event(event):
                     self._retire(event.stream_id)
             elif isinstance(event, SendWindowOpened):
                 if event.stream_id is None:

@@ -14,7 +14,13 @@ from processor.invoker._transport_errors import (
     TransportError,
     UnexpectedStatus,
 )
-from processor.invoker._transport_events import Headers
+from processor.invoker._transport_events import (
+    DataReceived,
+    Headers,
+    HeadReceived,
+    StreamEnded,
+    StreamEvent,
+)
 
 
 def find_header(headers: Headers, name: str) -> str | None:
@@ -208,6 +214,20 @@ class Stream:
             self.reset()
 
     # -- from the connection -------------------------------------------------------------------
+
+    def on_event(self, event: StreamEvent) -> bool:
+        """Apply what the session reported for this stream; True once the response side is over."""
+        if isinstance(event, DataReceived):
+            self.on_data(event.data)
+            return False
+        if isinstance(event, HeadReceived):
+            self.on_head(event.status, event.headers)
+            return False
+        if isinstance(event, StreamEnded):
+            self.on_end()
+        else:
+            self.on_fail(event.error)
+        return True
 
     def on_head(self, status: int, headers: Headers) -> None:
         self._head = ResponseHead(status, headers)

@@ -57,4 +57,6 @@ class GoingAway:
     error_code: int
 
 
-SessionEvent = HeadReceived | DataReceived | StreamEnded | StreamFailed | SendWindowOpened | GoingAway
+StreamEvent = HeadReceived | DataReceived | StreamEnded | StreamFailed
+STREAM_EVENTS = (HeadReceived, DataReceived, StreamEnded, StreamFailed)
+SessionEvent = StreamEvent | SendWindowOpened | GoingAway

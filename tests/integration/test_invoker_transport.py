@@ -102,6 +102,17 @@ async def read_all(stream: Stream) -> bytes:
     return bytes(data)
 
 
+async def echo_round(
+    transport: Transport, endpoint: Endpoint, body: bytes, on_open: Callable[[], None] = lambda: None
+) -> bytes:
+    """POST ``body`` to the echo app and return what came back."""
+    async with await transport.open_stream(endpoint, "/echo") as stream:
+        on_open()
+        await stream.send(body)
+        await stream.end()
+        return await read_all(stream)
+
+
 def h2c(server: AsgiServer) -> Endpoint:
     return Endpoint(server.host, server.port, HttpVersion.H2C)
 
@@ -184,15 +195,11 @@ def test_unread_response_data_stops_at_the_stream_window(echo: AsgiServer) -> No
 
 
 def test_200_concurrent_streams_share_one_connection(echo: AsgiServer) -> None:
-    async def one(transport: Transport, i: int) -> bytes:
-        async with await transport.open_stream(h2c(echo), "/echo") as stream:
-            await stream.send(f"stream {i} ".encode() * 10)
-            await stream.end()
-            return await read_all(stream)
-
     async def main(transport: Transport) -> None:
         # hypercorn allows 100 concurrent streams: the other 100 queue.
-        results = await asyncio.gather(*(one(transport, i) for i in range(200)))
+        results = await asyncio.gather(
+            *(echo_round(transport, h2c(echo), f"stream {i} ".encode() * 10) for i in range(200))
+        )
         assert results == [f"stream {i} ".encode() * 10 for i in range(200)]
         assert transport.connections_opened == 1
 
@@ -203,16 +210,14 @@ def test_streams_queue_at_the_server_limit_instead_of_failing(asgi_servers: Asgi
     server = asgi_servers.start(ECHO, h2_max_concurrent_streams=4)
     most_open = 0
 
-    async def one(transport: Transport, i: int) -> bytes:
-        nonlocal most_open
-        async with await transport.open_stream(h2c(server), "/echo") as stream:
-            most_open = max(most_open, transport.open_streams)
-            await stream.send(b"%d" % i)
-            await stream.end()
-            return await read_all(stream)
-
     async def main(transport: Transport) -> None:
-        results = await asyncio.gather(*(one(transport, i) for i in range(60)))
+        def opened() -> None:
+            nonlocal most_open
+            most_open = max(most_open, transport.open_streams)
+
+        results = await asyncio.gather(
+            *(echo_round(transport, h2c(server), b"%d" % i, opened) for i in range(60))
+        )
         assert results == [b"%d" % i for i in range(60)]
         assert transport.connections_opened == 1
         # Reached and never exceeded (hypercorn drops the whole connection above its limit).
@@ -232,19 +237,13 @@ def test_goaway_from_hypercorn_moves_sequential_requests_to_new_connections(
     server = asgi_servers.start(ECHO, keep_alive_max_requests=3, keep_alive_timeout_s=120)
     failures: list[TransportError] = []
 
-    async def echo_once(transport: Transport, i: int) -> bytes:
-        async with await transport.open_stream(h2c(server), "/echo") as stream:
-            await stream.send(b"request %d" % i)
-            await stream.end()
-            return await read_all(stream)
-
     async def main(transport: Transport) -> None:
         for i in range(12):
             try:
-                body = await echo_once(transport, i)
+                body = await echo_round(transport, h2c(server), b"request %d" % i)
             except (ConnectionLost, NotProcessed) as e:  # retryable: one more attempt
                 failures.append(e)
-                body = await echo_once(transport, i)
+                body = await echo_round(transport, h2c(server), b"request %d" % i)
             assert body == b"request %d" % i
         assert transport.connections_opened >= 4
         assert failures, "hypercorn should have sent GOAWAY at least once"
@@ -566,14 +565,8 @@ def test_http11_unread_response_data_pauses_the_socket(echo: AsgiServer) -> None
 
 
 def test_http11_pool_caps_connections_and_queues(echo: AsgiServer) -> None:
-    async def one(transport: Transport, i: int) -> bytes:
-        async with await transport.open_stream(http11(echo), "/echo") as stream:
-            await stream.send(b"%d" % i)
-            await stream.end()
-            return await read_all(stream)
-
     async def main(transport: Transport) -> None:
-        results = await asyncio.gather(*(one(transport, i) for i in range(12)))
+        results = await asyncio.gather(*(echo_round(transport, http11(echo), b"%d" % i) for i in range(12)))
         assert results == [b"%d" % i for i in range(12)]
         assert transport.connections_opened == 2
 
