@@ -34,6 +34,7 @@ from processor.invoker.transport import (
     HttpVersion,
     NotProcessed,
     Stream,
+    StreamReset,
     StreamStateError,
     Transport,
     TransportClosed,
@@ -438,18 +439,23 @@ def test_goaway_fails_streams_above_last_stream_and_finishes_the_others(loop: st
     run(main, loop=loop)
 
 
-def test_refused_stream_is_retryable_and_the_connection_stays() -> None:
+def test_stream_resets_are_typed_and_the_connection_stays() -> None:
     async def main(transport: Transport) -> None:
         async with ScriptedServer() as server:
             refused = await transport.open_stream(server.endpoint, "/invoke/S/h")
+            broken = await transport.open_stream(server.endpoint, "/invoke/S/h")
             conn = await server.accepted.get()
-            await conn.until(lambda events: len(conn.requests()) == 1)
+            await conn.until(lambda events: len(conn.requests()) == 2)
             conn.h2.reset_stream(refused.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            conn.h2.reset_stream(broken.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
             conn.flush()
             with pytest.raises(NotProcessed):
                 await refused.response()
+            with pytest.raises(StreamReset) as reset:
+                await broken.receive()
+            assert reset.value.error_code == h2.errors.ErrorCodes.INTERNAL_ERROR
             retry = await transport.open_stream(server.endpoint, "/invoke/S/h")
-            await conn.until(lambda events: len(conn.requests()) == 2)
+            await conn.until(lambda events: len(conn.requests()) == 3)
             conn.respond(retry.stream_id, b"ok")
             await retry.end()
             assert await read_all(retry) == b"ok"
