@@ -95,16 +95,24 @@ class AsgiServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_until(self._answers, START_TIMEOUT_S, f"hypercorn serving {self.app} on port {self.port}")
+        wait_until(
+            lambda: self._exited() or self._answers(),
+            START_TIMEOUT_S,
+            f"hypercorn serving {self.app} on port {self.port}",
+        )
+        if self._exited():
+            assert self.proc is not None
+            raise RuntimeError(f"hypercorn for {self.app} exited with {self.proc.returncode}; see {self.log}")
         return self
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def _exited(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
     def _answers(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"hypercorn exited with {self.proc.returncode}; see {self.log}")
         conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=1)
         try:
             conn.request("GET", "/health")
