@@ -1,0 +1,1 @@
+"""ASGI apps that tests serve with hypercorn in a subprocess (tests/support/sdk_server.py)."""
