@@ -40,6 +40,7 @@ from bifrost.errors import (
     OutOfOrder,
     SequencerGone,
 )
+from bifrost.policy import CHAIN_WAIT_S
 from bifrost.record import tag
 from bifrost.replicated.runtime import now_ms
 from metadata import MetadataUnavailable, UnknownOutcome
@@ -197,7 +198,7 @@ class LogAppender:
                 if want.reconfigure and chain.tail.params is not None:
                     await b.reconfigure(self._log_id, expected_version=version)
                 else:
-                    await b.wait_chain_change(self._log_id, version, timeout_s=1.0)
+                    await b.wait_chain_change(self._log_id, version, timeout_s=CHAIN_WAIT_S)
             chain, version = await b.chain(self._log_id)
         except NoWritableNodeset as e:
             self._feed(TailUnavailable(f"{NoWritableNodeset.__name__}: {e}", fatal=True))

@@ -49,6 +49,7 @@ from bifrost.errors import (
     UnknownLog,
 )
 from bifrost.loglet import Record, TrimGap
+from bifrost.policy import CHAIN_WAIT_S, WATCH_RETRY_S
 from bifrost.record import untag
 from bifrost.replicated.loglet import no_safe_tail
 from bifrost.replicated.provider import ReplicatedProvider
@@ -192,7 +193,7 @@ class Bifrost:
                         self._adopt(log_id, decode(Chain, found.value), found.version)
             except (MetadataUnavailable, UnknownOutcome) as e:
                 log.info("chain watch interrupted", extra={"log": log_id, "error": str(e)})
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(WATCH_RETRY_S)
 
     async def wait_chain_change(self, log_id: int, version: int | None, timeout_s: float) -> None:
         if self._chains.get(log_id, (None, None))[1] != version:
@@ -410,13 +411,13 @@ class Bifrost:
         while True:
             chain, version = await self.chain(log_id)
             if chain is None:
-                await self.wait_chain_change(log_id, version, timeout_s=1.0)
+                await self.wait_chain_change(log_id, version, timeout_s=CHAIN_WAIT_S)
                 continue
             seg = chain.tail
             if lsn < seg.base_lsn:
                 return seg.base_lsn  # committed in an earlier, sealed segment
             if seg.params is None:  # the log is sealed before lsn
-                await self.wait_chain_change(log_id, version, timeout_s=1.0)
+                await self.wait_chain_change(log_id, version, timeout_s=CHAIN_WAIT_S)
                 continue
             try:
                 state = await self._provider.loglet(seg.params).wait_for_tail(seg.offset(lsn + 1))
@@ -428,7 +429,7 @@ class Bifrost:
             tail = seg.lsn(state.offset)
             if tail > lsn:
                 return tail
-            await self.wait_chain_change(log_id, version, timeout_s=1.0)
+            await self.wait_chain_change(log_id, version, timeout_s=CHAIN_WAIT_S)
 
     # --- reads ---
 
@@ -453,7 +454,7 @@ class Bifrost:
         while to_lsn is None or lsn <= to_lsn:
             chain, version = await self.chain(log_id)
             if chain is None:
-                await self.wait_chain_change(log_id, version, timeout_s=1.0)
+                await self.wait_chain_change(log_id, version, timeout_s=CHAIN_WAIT_S)
                 continue
             head = chain.segments[0].base_lsn
             if lsn < head:
@@ -462,7 +463,7 @@ class Bifrost:
                 continue
             seg = chain.find(lsn)
             if seg is None:  # at a seal marker: wait for the next segment
-                await self.wait_chain_change(log_id, version, timeout_s=1.0)
+                await self.wait_chain_change(log_id, version, timeout_s=CHAIN_WAIT_S)
                 continue
             assert seg.params is not None
             async for entry in self._provider.loglet(seg.params).read(seg.offset(lsn)):

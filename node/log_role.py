@@ -18,6 +18,13 @@ from bifrost.errors import UnknownLog
 from bifrost.log_server.storage_state import decide
 from bifrost.log_server.store import RocksLogStore, StoreOpenError
 from bifrost.log_server.writer import WriterStats
+from bifrost.policy import (
+    FAILURE_TIMEOUT_MS,
+    HEARTBEAT_INTERVAL_S,
+    SUSPECT_MS,
+    WATCH_RETRY_S,
+    WATCHDOG_INTERVAL_S,
+)
 from bifrost.replicated.log_server import LogServerService
 from bifrost.replicated.messages import Heartbeat, WireCodec
 from bifrost.replicated.provider import ReplicatedProvider
@@ -30,12 +37,6 @@ from node.core import Alive, Dead, FailureDetector, Tick
 from node.core import Heartbeat as HeartbeatIn
 
 log = logging.getLogger(__name__)
-
-HEARTBEAT_INTERVAL_S = 0.2
-# A peer silent for this long is dead: appends to its sequencer stop waiting and reconfigure.
-FAILURE_TIMEOUT_MS = 1000
-SUSPECT_MS = 2000
-WATCHDOG_INTERVAL_S = 1.0
 
 
 def slow_fsync_file(base_dir: Path) -> Path:
@@ -101,7 +102,7 @@ class ClusterView:
                         self.nodes = decode(NodesConfig, found.value)
             except (MetadataUnavailable, UnknownOutcome) as e:
                 log.info("nodes config watch interrupted", extra={"error": str(e)})
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(WATCH_RETRY_S)
 
 
 def _lost_index(nodes: NodesConfig) -> dict[int, frozenset[int]]:

@@ -6,7 +6,7 @@ vouch for it. The core keeps at most one ``Persist`` in flight, so writes accept
 the next group.
 
 A failed write (disk full, I/O error) is fed back as ``PersistFailed``: the core refuses writes
-from then on (reads go on), and this shell tries to recover every ``RECOVERY_INTERVAL_S``: reopen
+from then on (reads go on), and this shell tries to recover every ``DISK_RECOVERY_INTERVAL_S``: reopen
 the database (RocksDB stays read-only after a failed WAL write until reopened), prove a synced
 write works, then start a fresh core over the store (construction is recovery). A store that
 cannot be read (corruption) is not retried: it needs an operator (see the README).
@@ -21,10 +21,10 @@ from typing import Any
 
 from bifrost.core import LogServer, Persist, Persisted, PersistFailed, Reply, Request
 from bifrost.log_server.store import RocksLogStore
+from bifrost.policy import DISK_RECOVERY_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
-RECOVERY_INTERVAL_S = 1.0
 
 Responder = Callable[[int, Any], None]
 
@@ -91,7 +91,7 @@ class LogServerService:
     async def _recover(self) -> None:
         try:
             while True:
-                await asyncio.sleep(RECOVERY_INTERVAL_S)
+                await asyncio.sleep(DISK_RECOVERY_INTERVAL_S)
                 try:
                     self._store.reopen()
                     self._store.probe_write()

@@ -46,12 +46,8 @@ from bifrost.replicated.runtime import CoreDriver, now_ms
 if TYPE_CHECKING:
     from bifrost.replicated.provider import ReplicatedProvider
 
-# How long a remote append or tail query may take before the sequencer counts as unreachable.
-REMOTE_TIMEOUT_S = 2.0
-# How long a remote sequencer may hold a tail wait before answering anyway.
-TAIL_WAIT_MS = 5000
-# Back-off before asking an unreachable or replaced sequencer again.
-REMOTE_RETRY_S = 0.5
+from bifrost.policy import REMOTE_CALL_TIMEOUT_S as REMOTE_TIMEOUT_S
+from bifrost.policy import REMOTE_RETRY_S, TAIL_WAIT_MS
 
 
 def no_safe_tail(params: LogletParams, out: NoSafeTail) -> LogUnavailable:

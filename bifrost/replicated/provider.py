@@ -17,6 +17,7 @@ from typing import Any
 from bifrost.core import RequestMessage
 from bifrost.core._types import GenerationalNodeId, LogletParams
 from bifrost.errors import LogletSealed, LogletWriteUnavailable
+from bifrost.policy import TAIL_WAIT_MS
 from bifrost.replicated.log_server import LogServerService
 from bifrost.replicated.loglet import ReplicatedLoglet
 from bifrost.replicated.messages import (
@@ -34,10 +35,6 @@ from bifrost.replicated.sequencer import SequencerService
 log = logging.getLogger(__name__)
 
 _LOG_SERVER_REQUESTS = RequestMessage.__args__  # type: ignore[attr-defined]
-# A tail wait is answered after this long at the latest, so a waiting reader notices a silent
-# sequencer within its call timeout.
-MAX_TAIL_WAIT_MS = 5000
-
 
 # Batches per appender and loglet whose results are kept to answer a resend. A resend only ever
 # concerns batches still unacknowledged at the appender, which are bounded by its in-flight
@@ -200,7 +197,7 @@ class ReplicatedProvider:
 
         async def answer_on_change() -> None:
             try:
-                await asyncio.wait_for(seq.tail.wait_for_change(state), min(req.max_wait_ms, MAX_TAIL_WAIT_MS) / 1000)
+                await asyncio.wait_for(seq.tail.wait_for_change(state), min(req.max_wait_ms, TAIL_WAIT_MS) / 1000)
             except TimeoutError:
                 pass
             now = seq.tail.state

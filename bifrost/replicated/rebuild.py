@@ -15,12 +15,13 @@ from bifrost.core import RequestHeader, Seal, Sealed, Status, Store, Stored, Sto
 from bifrost.core._types import LogletParams
 from bifrost.errors import LogUnavailable
 from bifrost.loglet import Record, TrimGap
+from bifrost.policy import REBUILD_CALL_TIMEOUT_S
 from bifrost.replicated.provider import ReplicatedProvider
 
 # One repair store carries at most this much; the local log-server syncs each one.
 _BATCH_RECORDS = 256
 _BATCH_BYTES = 1024 * 1024
-_CALL_TIMEOUT_S = 10.0
+_CALL_TIMEOUT_S = REBUILD_CALL_TIMEOUT_S
 
 
 async def rebuild_sealed_loglet(provider: ReplicatedProvider, params: LogletParams, end: int) -> int:

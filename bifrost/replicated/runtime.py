@@ -19,11 +19,10 @@ from typing import Any, Protocol
 
 from bifrost.core import NodeAlive, NodeDead, Response, Send, SetTimer, Tick
 from bifrost.net.messaging import Codec, MessageServer, Peers
+from bifrost.policy import ROUTE_TTL_S
 
 log = logging.getLogger(__name__)
 
-# Replies that never came are forgotten after this long (their cores timed out long before).
-_ROUTE_TTL_S = 60.0
 
 
 def now_ms() -> int:
@@ -147,10 +146,10 @@ class Network:
                 lost()
 
     def _schedule_prune(self) -> None:
-        self._prune_handle = asyncio.get_running_loop().call_later(_ROUTE_TTL_S, self._prune)
+        self._prune_handle = asyncio.get_running_loop().call_later(ROUTE_TTL_S, self._prune)
 
     def _prune(self) -> None:
-        cutoff = time.monotonic() - _ROUTE_TTL_S
+        cutoff = time.monotonic() - ROUTE_TTL_S
         for wire in [w for w, route in self._routes.items() if route[3] < cutoff]:
             del self._routes[wire]
             self._on_lost.pop(wire, None)

@@ -1,0 +1,69 @@
+"""Every timeout, interval and retry policy of the log, in one place.
+
+Cores take theirs as config objects (`SequencerConfig`, `TaskConfig`, `ReaderConfig`,
+`AppenderConfig`, with defaults there); the shells' are here. Each value says what it bounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+# --- calls between nodes -------------------------------------------------------------------
+
+REMOTE_CALL_TIMEOUT_S: Final = 2.0
+"""A remote append or tail query unanswered this long counts as unreachable (the appender
+resends; the sequencer's node may be declared dead by the failure detector meanwhile)."""
+
+TAIL_WAIT_MS: Final = 5000
+"""A remote sequencer answers a WaitForTail after this long at the latest (the reader asks
+again), so a silent sequencer is noticed within TAIL_WAIT_MS + REMOTE_CALL_TIMEOUT_S."""
+
+REMOTE_RETRY_S: Final = 0.5
+"""Before asking an unreachable or replaced sequencer again (tail followers)."""
+
+REBUILD_CALL_TIMEOUT_S: Final = 10.0
+"""A repair store into this node's own log-server while rebuilding lost data."""
+
+ROUTE_TTL_S: Final = 60.0
+"""Replies that never came are forgotten after this long (their cores gave up long before)."""
+
+# --- chains and metadata -------------------------------------------------------------------
+
+CHAIN_WAIT_S: Final = 1.0
+"""Waiting for a newer chain (a reconfiguration elsewhere) before looking again ourselves."""
+
+WATCH_RETRY_S: Final = 0.5
+"""After the metadata store interrupted a watch (leader change), before watching again."""
+
+# --- failure detection and the watchdog -----------------------------------------------------
+
+HEARTBEAT_INTERVAL_S: Final = 0.2
+FAILURE_TIMEOUT_MS: Final = 1000
+"""A peer silent this long is dead: appends to its sequencer stop waiting and reconfigure."""
+SUSPECT_MS: Final = 2000
+"""A dead peer that comes back with the same generation stays suspect this long."""
+WATCHDOG_INTERVAL_S: Final = 1.0
+"""How often idle logs are checked for a dead sequencer or a member that lost its data, and
+how often a node that lost data tries to rebuild it."""
+
+# --- disks ----------------------------------------------------------------------------------
+
+DISK_RECOVERY_INTERVAL_S: Final = 1.0
+"""After a failed write, how often the log-server tries to reopen its store and write again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff: ``initial_s`` then times ``factor``, capped at ``max_s``."""
+
+    initial_s: float
+    max_s: float
+    factor: float = 2.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial_s
+        while True:
+            yield delay
+            delay = min(delay * self.factor, self.max_s)
