@@ -6,8 +6,6 @@ Cores take theirs as config objects (`SequencerConfig`, `TaskConfig`, `ReaderCon
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Final
 
 # --- calls between nodes -------------------------------------------------------------------
@@ -53,17 +51,3 @@ how often a node that lost data tries to rebuild it."""
 DISK_RECOVERY_INTERVAL_S: Final = 1.0
 """After a failed write, how often the log-server tries to reopen its store and write again."""
 
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff: ``initial_s`` then times ``factor``, capped at ``max_s``."""
-
-    initial_s: float
-    max_s: float
-    factor: float = 2.0
-
-    def delays(self) -> Iterator[float]:
-        delay = self.initial_s
-        while True:
-            yield delay
-            delay = min(delay * self.factor, self.max_s)
