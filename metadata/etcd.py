@@ -60,6 +60,8 @@ _CHANNEL_OPTIONS: Final = (
 # Below this much time left, an attempt could not complete: stop rather than send a write that
 # would surely end as UnknownOutcome.
 _MIN_ATTEMPT_S: Final = 0.05
+# One endpoint's share of a read's deadline.
+_READ_ATTEMPT_S: Final = 0.5
 
 # etcd/gRPC messages that prove the request was rejected before it reached raft.
 _NOT_APPLIED_DETAILS: Final = (
@@ -354,9 +356,13 @@ class EtcdMetadataStore:
                 if not ready:
                     problems.append(f"{connection.endpoint}: not connected")
                     continue
+                # Reads may give up on one endpoint early (a member cut off from its leader holds a
+                # read until the deadline) and ask the next; a write keeps the whole budget,
+                # because a write cut short is an unknown outcome, not a retry.
+                budget = deadline - loop.time() if write else min(deadline - loop.time(), _READ_ATTEMPT_S)
                 try:
                     response = await method(connection)(
-                        request, timeout=max(deadline - loop.time(), _MIN_ATTEMPT_S), metadata=metadata
+                        request, timeout=max(budget, _MIN_ATTEMPT_S), metadata=metadata
                     )
                 except grpc.aio.AioRpcError as error:
                     code, details = error.code(), error.details() or ""
