@@ -28,6 +28,8 @@ import math
 import os
 import shutil
 import signal
+import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -37,16 +39,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import grpc
+
 from bench.cluster import BenchCluster, ProcessInfo
 from bench.floor import measure_floor
 from bench.stats import percentile, ratio, summary_ms
 from bifrost.core import Chain
-from bifrost.record import tag
+from bifrost.record import tag, untag
 from bifrost.replicated.messages import AppendRequest, AppendResponse, AppendStatus, WireCodec
 from bifrost.replicated.runtime import Network
 from metadata.records import NodesConfig
 from node.client import NodeUnreachable
 from node.local_cluster import ClusterError
+from proto.durastate.node.v1 import node_pb2, node_pb2_grpc
 
 T = TypeVar("T")
 
@@ -74,6 +79,8 @@ TARGETS = {
     "throughput_100b_c64_records_per_s": 50_000,
     "failover_s": 3.0,
     "peak_rss_mb_per_node": 300,
+    "c2r_sequencer_p50_ms": 1.0,
+    "c2r_other_p50_ms": 2.0,
 }
 
 
@@ -148,6 +155,13 @@ class PointResult:
     disk_fsync_p50_ms: float = math.nan
     # CPU used during the window, in cores (1.0 = one core busy all the time), per process.
     cpu_cores: dict[str, float] = field(default_factory=dict)
+    # Commit to read: from the appender seeing an append's acknowledgement to a follower
+    # (Bifrost.read in follow mode, streamed over gRPC LogRead) delivering its record, on the
+    # sequencer's node and on another node. p50/p99 ms; NaN when not measured.
+    c2r_sequencer_p50_ms: float = math.nan
+    c2r_sequencer_p99_ms: float = math.nan
+    c2r_other_p50_ms: float = math.nan
+    c2r_other_p99_ms: float = math.nan
 
 
 @dataclass(slots=True)
@@ -160,11 +174,30 @@ class _Window:
     calls: int = 0
     samples: list[float] = field(default_factory=list)
     last_error: str = ""
+    # sequence number (the first 8 bytes of a record) -> when its append was acknowledged
+    acked_at: dict[int, float] = field(default_factory=dict)
 
 
-async def _appender(network: Network, sequencer: int, request: AppendRequest, w: _Window) -> None:
-    clock = time.perf_counter
+_SEQ = struct.Struct(">Q")
+
+
+class _Numbered:
+    """Unique record numbers across the appender tasks: a follower tells records apart by them."""
+
+    def __init__(self) -> None:
+        self.next = 1
+
+
+async def _appender(
+    network: Network, sequencer: int, template: AppendRequest, w: _Window, numbers: _Numbered
+) -> None:
+    clock = time.monotonic  # shared with the follower processes
+    body = untag(template.payloads[0])[2][_SEQ.size :]
     while not w.stop:
+        n = numbers.next
+        numbers.next += len(template.payloads)
+        payloads = tuple(tag(APPENDER_ID, n + i, _SEQ.pack(n + i) + body) for i in range(len(template.payloads)))
+        request = AppendRequest(template.params, payloads)
         t0 = clock()
         try:
             resp = await network.call(sequencer, request, CALL_TIMEOUT_S)
@@ -180,8 +213,39 @@ async def _appender(network: Network, sequencer: int, request: AppendRequest, w:
             continue
         if w.start <= t0 and t1 <= w.end:
             w.samples.append(t1 - t0)
+            w.acked_at[n] = t1
         if w.start <= t1 <= w.end:
             w.acked += len(request.payloads)
+
+
+class _Follower:
+    """bench/follower.py in a process of its own (see there why), following one node."""
+
+    def __init__(self, address: str, log_id: int, out: Path) -> None:
+        self._out = out
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.follower", address, str(log_id), str(out)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._proc.stdout is not None
+        self._proc.stdout.readline()  # "following": the stream is open
+        self.seen: dict[int, float] = {}
+
+    def stop(self) -> None:
+        self._proc.send_signal(signal.SIGTERM)
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        try:
+            self.seen = {int(k): v for k, v in json.loads(self._out.read_text()).items()}
+        except (OSError, ValueError):
+            self.seen = {}
+
+    def commit_to_read(self, acked_at: dict[int, float]) -> list[float]:
+        return [self.seen[n] - t for n, t in acked_at.items() if n in self.seen]
 
 
 async def measure_point(
@@ -194,15 +258,22 @@ async def measure_point(
     cpu_snapshot: Callable[[], dict[str, float]],
     probe_dir: Path,
     records_per_append: int = 1,
-) -> tuple[_Window, dict[str, float], list[float]]:
+    follower_addresses: Sequence[str] = (),
+) -> tuple[_Window, dict[str, float], list[float], list[list[float]]]:
     params = chain.tail.params
     assert params is not None
     network = Network(APPENDER_ID, WireCodec(), address_of, lambda *a: None)
-    # Tagged as Bifrost tags records (bifrost/record.py), so that readers can read them back.
+    # Tagged as Bifrost tags records (bifrost/record.py), so that readers can read them back; each
+    # record starts with its number, for the followers.
     request = AppendRequest(params=params, payloads=(tag(APPENDER_ID, 1, record),) * records_per_append)
     w = _Window()
+    numbers = _Numbered()
+    followers = [
+        _Follower(address, chain.log_id, probe_dir.parent / f"follower-{chain.log_id}-{i}.json")
+        for i, address in enumerate(follower_addresses)
+    ]
     tasks = [
-        asyncio.ensure_future(_appender(network, params.sequencer.node, request, w))
+        asyncio.ensure_future(_appender(network, params.sequencer.node, request, w, numbers))
         for _ in range(concurrency)
     ]
     try:
@@ -216,13 +287,18 @@ async def measure_point(
             elapsed = time.perf_counter() - w.start
         w.stop = True
         await asyncio.wait(tasks, timeout=CALL_TIMEOUT_S + 1)
+        # Followers get a moment to deliver the last acknowledged records.
+        await asyncio.sleep(0.5)
     finally:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await network.close()
+        for f in followers:
+            f.stop()
     cpu = {k: (after[k] - before[k]) / elapsed for k in after if k in before}
-    return w, cpu, probe.samples
+    c2r = [f.commit_to_read(w.acked_at) for f in followers]
+    return w, cpu, probe.samples, c2r
 
 
 # ---- failover --------------------------------------------------------------------------------
@@ -243,9 +319,7 @@ class FailoverResult:
 async def _failover_appends(
     address: str, log_id: int, kill: Callable[[], float], record: bytes
 ) -> tuple[float, list[tuple[float, float, bool]]]:
-    import grpc
 
-    from proto.durastate.node.v1 import node_pb2, node_pb2_grpc
 
     events: list[tuple[float, float, bool]] = []
     request = node_pb2.LogAppendRequest(log_id=log_id, records=[record])
@@ -402,7 +476,11 @@ def run_cluster(
             _progress(
                 f"  {nodes}n R={replication} {size} B c={conc}: {warmup_s:g}s warm-up + {duration_s:g}s"
             )
-            w, cpu, disk = _run(
+            assert chain.tail.params is not None
+            seq_node = bc.node_by_id(first, chain.tail.params.sequencer.node)
+            others = [n for n in bc.nodes if n.name != seq_node.name]
+            addresses = [seq_node.grpc_address] + ([others[0].grpc_address] if others else [])
+            w, cpu, disk, c2r = _run(
                 measure_point(
                     address_of,
                     chain,
@@ -413,8 +491,11 @@ def run_cluster(
                     cpu_snapshot,
                     base_dir / "disk-probe",
                     records_per_append,
+                    addresses,
                 )
             )
+            c2r_ms = [summary_ms(d) if d else {"p50_ms": math.nan, "p99_ms": math.nan} for d in c2r]
+            c2r_ms += [{"p50_ms": math.nan, "p99_ms": math.nan}] * (2 - len(c2r_ms))
             if not w.samples or w.errors > MAX_ERROR_FRACTION * max(1, w.calls):
                 raise BenchError(
                     f"{nodes} node(s), {size} B, concurrency {conc}: {w.errors} of {w.calls} appends failed"
@@ -433,6 +514,10 @@ def run_cluster(
                     log_id=log_id,
                     disk_fsync_p50_ms=percentile(disk, 50) * 1e3,
                     cpu_cores=cpu,
+                    c2r_sequencer_p50_ms=c2r_ms[0]["p50_ms"],
+                    c2r_sequencer_p99_ms=c2r_ms[0]["p99_ms"],
+                    c2r_other_p50_ms=c2r_ms[1]["p50_ms"],
+                    c2r_other_p99_ms=c2r_ms[1]["p99_ms"],
                     **summary_ms(w.samples),
                 )
             )
@@ -503,15 +588,24 @@ def render(floor: dict[str, float], runs: list[ClusterRun]) -> str:
                     _ms(p.p999_ms),
                     f"{p.records_per_s:,.0f}",
                     f"{p.records_per_s * p.record_bytes / 2**20:.1f}",
+                    f"{_ms(p.c2r_sequencer_p50_ms)} / {_ms(p.c2r_sequencer_p99_ms)}",
+                    f"{_ms(p.c2r_other_p50_ms)} / {_ms(p.c2r_other_p99_ms)}",
                     _ms(p.disk_fsync_p50_ms),
                     cpu,
                 ]
             )
     headers = ["nodes", "R", "bytes", "conc", "p50 ms", "/fsync", "/rtt", "p99 ms", "/fsync", "p999 ms"]
-    out.append(_table([*headers, "records/s", "MiB/s", "disk fsync p50 ms", "CPU cores"], rows))
     out.append(
-        "/fsync, /rtt: ratio to the floor's fsync p50 and TCP RTT p50; disk fsync p50: sampled on the "
-        "same disk during the point; CPU cores: busy time / wall time per process during the point"
+        _table(
+            [*headers, "records/s", "MiB/s", "c2r seq p50/p99", "c2r other p50/p99", "disk fsync p50 ms", "CPU cores"],
+            rows,
+        )
+    )
+    out.append(
+        "/fsync, /rtt: ratio to the floor's fsync p50 and TCP RTT p50; c2r: commit to read, ms from the "
+        "appender seeing the acknowledgement to a follower (Bifrost.read following the log, streamed over "
+        "gRPC) receiving the record, on the sequencer's node and on another node; disk fsync p50: sampled "
+        "on the same disk during the point; CPU cores: busy time / wall time per process during the point"
     )
     out.append("")
     out.append("targets (not asserted):")
@@ -525,6 +619,15 @@ def render(floor: dict[str, float], runs: list[ClusterRun]) -> str:
                     f"  replicated append p50 at c=1, {p.record_bytes} B: {_ms(p.p50_ms)} ms"
                     f" (target <= {t} ms) {_verdict(p.p50_ms <= t)}"
                 )
+            if p.nodes > 1 and p.concurrency == 1 and p.record_bytes == 100:
+                for where, value, t in (
+                    ("the sequencer's node", p.c2r_sequencer_p50_ms, TARGETS["c2r_sequencer_p50_ms"]),
+                    ("another node", p.c2r_other_p50_ms, TARGETS["c2r_other_p50_ms"]),
+                ):
+                    out.append(
+                        f"  commit to read p50 at c=1 on {where}: {_ms(value)} ms (target <= {t} ms) "
+                        f"{_verdict(value <= t)}"
+                    )
             if p.nodes > 1 and p.record_bytes == 100 and p.concurrency == 64:
                 t = TARGETS["throughput_100b_c64_records_per_s"]
                 out.append(
