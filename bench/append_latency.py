@@ -457,7 +457,7 @@ def run_cluster(
     points = [(size, c) for size in record_sizes for c in concurrencies]
     failover_log = len(points) + 1
     _progress(f"starting {nodes} node(s), replication {replication}, under {base_dir}")
-    with BenchCluster(base_dir, nodes, replication, num_logs=max(4, failover_log)) as bc:
+    with BenchCluster(base_dir, nodes, replication, num_logs=max(4, failover_log + 1)) as bc:
         first = bc.nodes[0]
         address_of = _address_book(bc.nodes_config(first))
 

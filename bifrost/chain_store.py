@@ -36,7 +36,8 @@ async def load_logs_config(store: MetadataStore) -> LogsConfig | None:
 
 async def provision_logs(store: MetadataStore, num_logs: int, replication: int) -> LogsConfig:
     """Create the logs once per cluster; later calls (and racing nodes) get what is there."""
-    wanted = LogsConfig(list(range(1, num_logs + 1)), replication)
+    # Log ids count from 0, as partition ids do (partition n uses log n), as in Restate.
+    wanted = LogsConfig(list(range(num_logs)), replication)
     try:
         await store.put(LOGS_CONFIG_KEY, encode(wanted), Precondition.does_not_exist())
         return wanted

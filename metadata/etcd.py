@@ -97,6 +97,9 @@ def classify_rpc_error(code: grpc.StatusCode, details: str, *, write: bool) -> F
     changed``, ``request timed out, possibly due to previous leader failure``, a deadline, a
     reset connection) may hide a commit, so it is UNKNOWN.
     """
+    if code is grpc.StatusCode.UNKNOWN and "deadline exceeded" in details.lower():
+        # etcd's server side ran out of the call's deadline first and says so as UNKNOWN.
+        code = grpc.StatusCode.DEADLINE_EXCEEDED
     if code not in _TRANSIENT_CODES:
         return FailureKind.FATAL
     if not write:

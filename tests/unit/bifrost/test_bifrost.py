@@ -43,7 +43,7 @@ def run(tmp_path: Path, body, nodes: int = 3) -> None:
 
 def test_append_read_across_a_manual_reconfiguration(tmp_path: Path) -> None:
     async def body(env, store, bs) -> None:
-        await provision_logs(store, 2, replication=2)
+        await provision_logs(store, 3, replication=2)
         b1, b2, b3 = bs[1], bs[2], bs[3]
         assert await b1.append(1, [b"a", b"b"]) == 1
         assert await b2.append(1, [b"c"]) == 3  # through a node that does not sequence
@@ -63,7 +63,7 @@ def test_append_read_across_a_manual_reconfiguration(tmp_path: Path) -> None:
 
 def test_sequencer_death_reconfigures_and_keeps_every_acknowledged_record(tmp_path: Path) -> None:
     async def body(env, store, bs) -> None:
-        await provision_logs(store, 1, replication=2)
+        await provision_logs(store, 2, replication=2)
         acked: dict[int, bytes] = {}
         for i in range(20):
             acked[await bs[1].append(1, [f"before-{i}".encode()])] = f"before-{i}".encode()
@@ -84,7 +84,7 @@ def test_sequencer_death_reconfigures_and_keeps_every_acknowledged_record(tmp_pa
 
 def test_trim_and_bad_input(tmp_path: Path) -> None:
     async def body(env, store, bs) -> None:
-        await provision_logs(store, 1, replication=2)
+        await provision_logs(store, 2, replication=2)
         b = bs[1]
         await b.append(1, [f"r{i}".encode() for i in range(10)])
         with pytest.raises(InvalidLsn, match="tail is 11"):
@@ -110,7 +110,7 @@ def test_a_lost_append_reply_does_not_duplicate_within_a_segment(tmp_path: Path)
     segment; the sequencer answers from memory: the log holds it once, in order."""
 
     async def body(env, store, bs) -> None:
-        await provision_logs(store, 2, replication=2)
+        await provision_logs(store, 3, replication=2)
         assert await bs[1].append(1, [b"first"]) == 1  # node 1 sequences log 1
         sequencer = env.providers[1]
         original = sequencer._remote_append
