@@ -40,11 +40,10 @@ from processor.core._model import (
     PartitionSink,
     Result,
     ServiceInvocation,
-    StatusKind,
     TimerKey,
     TimerKind,
 )
-from processor.core._sm_lifecycle import Apply, notify, outbox, register_timer
+from processor.core._sm_lifecycle import INVOKED, Apply, notify, outbox, register_timer, status_in
 from processor.ids import call_invocation_id
 from processor.protocol import MessageType, ProtocolError, decode_payload, pb, type_name
 
@@ -56,11 +55,9 @@ Handler = Callable[[Apply, JournalCommand, InvocationStatus, Any], "str | None"]
 
 
 def journal_command(ctx: Apply, cmd: JournalCommand) -> str | None:
-    status = ctx.tables.get_status(cmd.invocation_id)
-    if status is None:
-        return "unknown invocation"
-    if status.kind is not StatusKind.INVOKED:
-        return f"the invocation is {status.kind.value}, not running"
+    status = status_in(ctx, cmd.invocation_id, INVOKED)
+    if isinstance(status, str):
+        return status
     if cmd.command_index != status.commands:
         return f"command index {cmd.command_index} is not the next one ({status.commands})"
     handler = _HANDLERS.get(cmd.type_id)
@@ -105,29 +102,18 @@ def _state_rule(status: InvocationStatus, write: bool) -> str | None:
     return None
 
 
-def _set_state(ctx: Apply, cmd: JournalCommand, status: InvocationStatus, message: Any) -> str | None:
+def _write_state(ctx: Apply, cmd: JournalCommand, status: InvocationStatus, message: Any) -> str | None:
+    """SetState, ClearState, ClearAllState: written at once, so later reads see them."""
     if (broken := _state_rule(status, write=True)) is not None:
         return broken
     target = status.invocation.target
-    ctx.tables.put_state(target.service, target.key, message.key, message.value.content)
-    _journal_only(ctx, cmd, status, message)
-    return None
-
-
-def _clear_state(ctx: Apply, cmd: JournalCommand, status: InvocationStatus, message: Any) -> str | None:
-    if (broken := _state_rule(status, write=True)) is not None:
-        return broken
-    target = status.invocation.target
-    ctx.tables.delete_state(target.service, target.key, message.key)
-    _journal_only(ctx, cmd, status, message)
-    return None
-
-
-def _clear_all_state(ctx: Apply, cmd: JournalCommand, status: InvocationStatus, message: Any) -> str | None:
-    if (broken := _state_rule(status, write=True)) is not None:
-        return broken
-    target = status.invocation.target
-    ctx.tables.delete_all_state(target.service, target.key)
+    service, key = target.service, target.key or ""
+    if cmd.type_id == T.SET_STATE_COMMAND:
+        ctx.tables.put_state(service, key, message.key, message.value.content)
+    elif cmd.type_id == T.CLEAR_STATE_COMMAND:
+        ctx.tables.delete_state(service, key, message.key)
+    else:
+        ctx.tables.delete_all_state(service, key)
     _journal_only(ctx, cmd, status, message)
     return None
 
@@ -245,9 +231,9 @@ def _result_of(message: Any) -> Result:
 _HANDLERS: dict[int, Handler] = {
     T.OUTPUT_COMMAND: _output,
     T.GET_LAZY_STATE_COMMAND: _get_lazy_state,
-    T.SET_STATE_COMMAND: _set_state,
-    T.CLEAR_STATE_COMMAND: _clear_state,
-    T.CLEAR_ALL_STATE_COMMAND: _clear_all_state,
+    T.SET_STATE_COMMAND: _write_state,
+    T.CLEAR_STATE_COMMAND: _write_state,
+    T.CLEAR_ALL_STATE_COMMAND: _write_state,
     T.GET_LAZY_STATE_KEYS_COMMAND: _get_lazy_state_keys,
     T.GET_EAGER_STATE_COMMAND: _journal_only,
     T.GET_EAGER_STATE_KEYS_COMMAND: _journal_only,

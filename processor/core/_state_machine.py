@@ -34,8 +34,10 @@ replicas might read would split them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
+from google.protobuf.message import Message
 
 from processor.core._actions import AbortAttempt, Action, InvokeAction
 from processor.core._codec import decode_envelope
@@ -59,6 +61,7 @@ from processor.core._model import JournalEntry, Result, StatusKind, TimerKind
 from processor.core._sm_journal import journal_command
 from processor.core._sm_lifecycle import (
     EMPTY_RESULT,
+    INVOKED,
     RUNNING,
     Apply,
     admit,
@@ -66,6 +69,7 @@ from processor.core._sm_lifecycle import (
     complete,
     invoke,
     notify,
+    status_in,
 )
 from processor.core._tables import Tables
 from processor.ids import partition_key_range
@@ -166,55 +170,47 @@ def _invoke(ctx: Apply, cmd: Invoke) -> str | None:
 
 
 def _run_completion(ctx: Apply, cmd: RunCompletion) -> str | None:
-    message = pb.RunCompletionNotificationMessage(completion_id=cmd.completion_id)
-    if cmd.failure is not None:
-        f = cmd.failure
-        message.failure.CopyFrom(pb.Failure(code=f.code, message=f.message, metadata=_metadata(f.metadata)))
-    else:
-        message.value.content = cmd.value or b""
-    entry = JournalEntry(MessageType.RUN_COMPLETION, message.SerializeToString())
+    result = Result(value=None if cmd.failure is not None else cmd.value or b"", failure=cmd.failure)
+    entry = _completion(MessageType.RUN_COMPLETION, pb.RunCompletionNotificationMessage, cmd.completion_id, result)
     return _notify(ctx, cmd.invocation_id, cmd.completion_id, entry, ack_run=True)
 
 
 def _respond(ctx: Apply, cmd: Respond) -> str | None:
-    response = cmd.response
-    message = pb.CallCompletionNotificationMessage(completion_id=response.completion_id)
-    result = response.result
+    r = cmd.response
+    entry = _completion(MessageType.CALL_COMPLETION, pb.CallCompletionNotificationMessage, r.completion_id, r.result)
+    return _notify(ctx, r.caller, r.completion_id, entry)
+
+
+def _completion(type_id: int, cls: type[Message], completion_id: int, result: Result) -> JournalEntry:
+    """A completion notification carrying ``result`` (value or failure)."""
+    message: Any = cls(completion_id=completion_id)
     if result.failure is not None:
         f = result.failure
-        message.failure.CopyFrom(pb.Failure(code=f.code, message=f.message, metadata=_metadata(f.metadata)))
+        message.failure.code = f.code
+        message.failure.message = f.message
+        for key, value in f.metadata:
+            message.failure.metadata.add(key=key, value=value)
     else:
         message.value.content = result.value or b""
-    entry = JournalEntry(MessageType.CALL_COMPLETION, message.SerializeToString())
-    return _notify(ctx, response.caller, response.completion_id, entry)
+    return JournalEntry(type_id, message.SerializeToString())
 
 
 def _notify(ctx: Apply, inv_id: bytes, completion_id: int, entry: JournalEntry, *, ack_run: bool = False) -> str | None:
     """Append a completion that arrived on its own (run result, call result, timer)."""
-    if not ctx.owns(inv_id):
-        return "the invocation id is malformed or belongs to another partition"
-    status = ctx.tables.get_status(inv_id)
-    if status is None:
-        return "unknown invocation"
-    if status.kind not in RUNNING:
-        return f"the invocation is {status.kind.value}"
+    status = status_in(ctx, inv_id, RUNNING)
+    if isinstance(status, str):
+        return status
     if completion_id in status.completions:
         return f"completion {completion_id} is already journaled"
     ctx.tables.put_status(inv_id, notify(ctx, inv_id, status, entry, completion_id, ack_run=ack_run))
     return None
 
 
-def _metadata(pairs: tuple[tuple[str, str], ...]) -> list[pb.FailureMetadata]:
-    return [pb.FailureMetadata(key=k, value=v) for k, v in pairs]
-
-
 def _suspended(ctx: Apply, cmd: Suspended) -> str | None:
     inv_id = cmd.invocation_id
-    status = ctx.tables.get_status(inv_id)
-    if status is None:
-        return "unknown invocation"
-    if status.kind is not StatusKind.INVOKED:
-        return f"the invocation is {status.kind.value}, not running"
+    status = status_in(ctx, inv_id, INVOKED)
+    if isinstance(status, str):
+        return status
     awaiting = cmd.awaiting
     if not (awaiting.completion_ids or awaiting.signal_ids or awaiting.signal_names):
         return "a suspension that awaits nothing"
@@ -229,21 +225,17 @@ def _suspended(ctx: Apply, cmd: Suspended) -> str | None:
 
 
 def _end(ctx: Apply, cmd: End) -> str | None:
-    status = ctx.tables.get_status(cmd.invocation_id)
-    if status is None:
-        return "unknown invocation"
-    if status.kind is not StatusKind.INVOKED:
-        return f"the invocation is {status.kind.value}, not running"
+    status = status_in(ctx, cmd.invocation_id, INVOKED)
+    if isinstance(status, str):
+        return status
     complete(ctx, cmd.invocation_id, status, status.result or EMPTY_RESULT)
     return None
 
 
 def _fail(ctx: Apply, cmd: Fail) -> str | None:
-    status = ctx.tables.get_status(cmd.invocation_id)
-    if status is None:
-        return "unknown invocation"
-    if status.kind not in RUNNING:
-        return f"the invocation is {status.kind.value}"
+    status = status_in(ctx, cmd.invocation_id, RUNNING)
+    if isinstance(status, str):
+        return status
     ctx.actions.append(AbortAttempt(cmd.invocation_id))
     complete(ctx, cmd.invocation_id, status, Result(failure=cmd.failure))
     return None
@@ -259,16 +251,17 @@ def _timer_fired(ctx: Apply, cmd: TimerFired) -> str | None:
         message = pb.SleepCompletionNotificationMessage(completion_id=timer.completion_id, void=pb.Void())
         entry = JournalEntry(MessageType.SLEEP_COMPLETION, message.SerializeToString())
         return _notify(ctx, inv_id, timer.completion_id, entry)
-    status = ctx.tables.get_status(inv_id)
-    if status is None:
-        return "unknown invocation"
     if timer.kind is TimerKind.INVOKE:
-        if status.kind is not StatusKind.SCHEDULED:
-            return f"the invocation is {status.kind.value}, not scheduled"
+        status = status_in(ctx, inv_id, (StatusKind.SCHEDULED,))
+        if isinstance(status, str):
+            return status
         admit(ctx, inv_id, status)
         return None
-    if status.kind is not StatusKind.COMPLETED or status.expires_at_ms > max(timer.wake_up_ms, ctx.now_ms):
-        return "the invocation is not a completed one whose retention ended"
+    status = status_in(ctx, inv_id, (StatusKind.COMPLETED,))
+    if isinstance(status, str):
+        return status
+    if status.expires_at_ms > max(timer.wake_up_ms, ctx.now_ms):
+        return "the invocation's retention has not ended"
     ctx.tables.delete_status(inv_id)
     ctx.tables.delete_journal(inv_id)
     return None
