@@ -244,9 +244,7 @@ def _fail(ctx: Apply, cmd: Fail) -> str | None:
 def _timer_fired(ctx: Apply, cmd: TimerFired) -> str | None:
     timer = cmd.timer
     inv_id = timer.invocation_id
-    if not ctx.owns(inv_id):
-        return "the timer's invocation id is malformed or belongs to another partition"
-    ctx.tables.delete_timer(timer)
+    ctx.tables.delete_timer(timer)  # fired: whatever follows, it never fires again
     if timer.kind is TimerKind.SLEEP:
         message = pb.SleepCompletionNotificationMessage(completion_id=timer.completion_id, void=pb.Void())
         entry = JournalEntry(MessageType.SLEEP_COMPLETION, message.SerializeToString())
