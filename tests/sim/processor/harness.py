@@ -67,8 +67,9 @@ from processor.core import (
 )
 from processor.core import Awaiting as AwaitingSet
 from processor.ids import new_invocation_id, partition_for_key, partition_key_of
+from processor.protocol import MessageType, is_notification
 
-from .sdk import Attempt, greeter_target
+from .sdk import Attempt, greeter_target, notification_of
 
 FAR_FUTURE_MS = 10**12
 CLIENT_TIMEOUT_MS = 400
@@ -269,6 +270,7 @@ class Simulation:
             idempotency_key=ik,
             execution_time_ms=self.now + 30 if send else 0,
             completion_retention_ms=FAR_FUTURE_MS,
+            journal_retention_ms=FAR_FUTURE_MS,  # kept, for the final check of every journal
         )
         partition = partition_for_key(inv.partition_key, self.config.partitions)
         record = encode_envelope(Envelope(Invoke(invocation), self.now))
@@ -669,6 +671,22 @@ class Checker:
                 if replica.store.locks.get(key) != inv_id:
                     raise InvariantViolation(f"{key} runs an exclusive handler that does not hold its lock")
 
+    def _journal_once(self, inv_id: bytes, journal: list[JournalEntry]) -> None:
+        """Each completion is journaled once, and a run's is the value its handler used."""
+        seen: set[int] = set()
+        for entry in journal:
+            if not is_notification(entry.type_id):
+                continue
+            found = notification_of(entry)
+            assert found is not None
+            completion_id, value = found
+            if completion_id in seen:
+                raise InvariantViolation(f"completion {completion_id} of {inv_id.hex()} is journaled twice")
+            seen.add(completion_id)
+            used = self.used.get((inv_id, completion_id))
+            if entry.type_id == MessageType.RUN_COMPLETION and used is not None and used != value:
+                raise InvariantViolation(f"run {completion_id} journaled {value!r}, its handler used {used!r}")
+
     def execute_run(self, inv_id: bytes, completion_id: int, *, zombie: bool) -> bytes:
         """A step runs. A leader whose epoch was superseded (it has not read the announcement
         yet) may run a step again from its stale tables, as in Restate: that zombie's
@@ -691,6 +709,9 @@ class Checker:
             stores = [digest(r.store) for r in row]
             if len(set(stores)) != 1:
                 raise InvariantViolation(f"partition {row[0].partition}: replicas end with different tables")
+        for row in sim.replicas:
+            for inv_id, entries in row[0].store.journal.items():
+                self._journal_once(inv_id, [e for _, e in sorted(entries.items())])
         adds: dict[str, list[int]] = {}
         for request in sim.requests:
             kinds = {a[0] for a in request.answers}
