@@ -210,21 +210,52 @@ def new_invocation_id(
     ``key`` is the object/workflow key (``None`` for plain services); ``workflow_run`` marks a
     workflow's main handler, whose id depends on the key alone.
     """
+    found = _deterministic_id(service, handler, key, idempotency_key, workflow_run)
+    if found is not None:
+        return found
+    uuid = random_uuid(rng, now_ms)  # drawn before the partition key, as always: seeded ids stay put
+    partition_key = partition_key_of(key) if key is not None else rng.getrandbits(64)
+    return InvocationId(partition_key, uuid)
+
+
+def call_invocation_id(
+    *,
+    parent: bytes,
+    command_index: int,
+    service: str,
+    handler: str,
+    key: str | None = None,
+    idempotency_key: str | None = None,
+    workflow_run: bool = False,
+) -> InvocationId:
+    """The id of the invocation that command ``command_index`` of invocation ``parent`` (its 24
+    raw bytes) calls or sends to.
+
+    The partition state machine derives it while applying the command, so every replica must
+    get the same id with no randomness: the rules of ``new_invocation_id``, except that where
+    that draws a random uuid and partition key, both come from SHA-256 over ``"cl"``, the
+    parent's bytes and the index (the partition key is spread like a random one would be).
+    """
+    found = _deterministic_id(service, handler, key, idempotency_key, workflow_run)
+    if found is not None:
+        return found
+    digest = hashlib.sha256(b"cl" + parent + command_index.to_bytes(4, "big")).digest()
+    partition_key = partition_key_of(key) if key is not None else int.from_bytes(digest[16:24], "big")
+    return InvocationId(partition_key, int.from_bytes(digest[:16], "big"))
+
+
+def _deterministic_id(
+    service: str, handler: str, key: str | None, idempotency_key: str | None, workflow_run: bool
+) -> InvocationId | None:
+    """The id fixed by the request itself (a workflow run, an idempotency key), else ``None``."""
     if workflow_run:
         if key is None:
             raise ValueError("a workflow run needs its key")
-        uuid = workflow_uuid(service, key)
-    elif idempotency_key is not None:
-        uuid = idempotent_uuid(service, handler, idempotency_key, key)
-    else:
-        uuid = random_uuid(rng, now_ms)
-    if key is not None:
-        partition_key = partition_key_of(key)
-    elif idempotency_key is not None:
-        partition_key = partition_key_of(idempotency_key)
-    else:
-        partition_key = rng.getrandbits(64)
-    return InvocationId(partition_key, uuid)
+        return InvocationId(partition_key_of(key), workflow_uuid(service, key))
+    if idempotency_key is not None:
+        partition_key = partition_key_of(key if key is not None else idempotency_key)
+        return InvocationId(partition_key, idempotent_uuid(service, handler, idempotency_key, key))
+    return None
 
 
 # --- partitions ----------------------------------------------------------------------------

@@ -10,6 +10,8 @@ its tables hold, the actions applying them asks of the leader, and the state mac
   applied batch); `MemoryStore`/`MemoryTables` implement it for tests and simulation.
 - Actions for the leader's shells (`InvokeAction`, `ForwardNotification`, timers, outbox,
   ingress replies).
+- `StateMachine`: ``apply(tables, lsn, envelope, partition=, num_partitions=) -> actions``, the
+  one way records change a partition; ``describe_*`` render its actions and tables as text.
 """
 
 from processor.core._actions import (
@@ -45,6 +47,13 @@ from processor.core._commands import (
     TimerFired,
     TruncateOutbox,
 )
+from processor.core._describe import (
+    describe_action,
+    describe_entry,
+    describe_status,
+    describe_store,
+    invocation_name,
+)
 from processor.core._memory_tables import MemoryStore, MemoryTables
 from processor.core._model import (
     Awaiting,
@@ -66,6 +75,7 @@ from processor.core._model import (
     TimerKey,
     TimerKind,
 )
+from processor.core._state_machine import SELF, StateMachine, foreign_producer
 from processor.core._tables import ProducerId, Tables
 
 __all__ = [
@@ -109,9 +119,11 @@ __all__ = [
     "ResponseSink",
     "Result",
     "RunCompletion",
+    "SELF",
     "SelfProposal",
     "ServiceInvocation",
     "ServiceType",
+    "StateMachine",
     "StatusKind",
     "Suspended",
     "Tables",
@@ -122,6 +134,12 @@ __all__ = [
     "TruncateOutbox",
     "decode",
     "decode_envelope",
+    "describe_action",
+    "describe_entry",
+    "describe_status",
+    "describe_store",
     "encode",
     "encode_envelope",
+    "foreign_producer",
+    "invocation_name",
 ]

@@ -12,7 +12,7 @@ import bisect
 from collections.abc import Iterator
 from typing import Final
 
-from processor.core._commands import Dedup
+from processor.core._commands import AnnounceLeader, Dedup
 from processor.core._model import InvocationIdBytes, InvocationStatus, JournalEntry, OutboxMessage, TimerKey
 from processor.core._tables import ProducerId
 
@@ -133,6 +133,12 @@ class MemoryTables:
 
     def next_outbox_index(self) -> int:
         return self._counter("outbox_index")
+
+    def leader(self) -> AnnounceLeader | None:
+        return self._get("fsm", "leader", self._store.fsm.get("leader"))  # type: ignore[return-value]
+
+    def set_leader(self, announcement: AnnounceLeader) -> None:
+        self._put("fsm", "leader", announcement)
 
     # --- status ---
 

@@ -12,6 +12,7 @@ form the service protocol's StartMessage carries; `processor.ids.InvocationId` r
 from __future__ import annotations
 
 import enum
+import functools
 
 import msgspec
 
@@ -175,7 +176,11 @@ class InvocationStatus(msgspec.Struct, frozen=True, array_like=True):
 # --- timers ---------------------------------------------------------------------------------
 
 
+@functools.total_ordering
 class TimerKind(enum.Enum):
+    """Ordered (by value) so that two timers of one invocation due in the same millisecond
+    still sort: `TimerKey` orders by every field."""
+
     SLEEP = "sleep"
     """Completes a Sleep command: ``completion_id``."""
     INVOKE = "invoke"

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from processor.core._commands import Dedup
+from processor.core._commands import AnnounceLeader, Dedup
 from processor.core._model import InvocationIdBytes, InvocationStatus, JournalEntry, OutboxMessage, TimerKey
 
 ProducerId = str
@@ -43,6 +43,12 @@ class Tables(Protocol):
         ...
 
     def next_outbox_index(self) -> int: ...
+
+    def leader(self) -> AnnounceLeader | None:
+        """The last applied leader announcement: who leads, from which epoch."""
+        ...
+
+    def set_leader(self, announcement: AnnounceLeader) -> None: ...
 
     # --- invocation status ---
     def get_status(self, invocation_id: InvocationIdBytes) -> InvocationStatus | None: ...

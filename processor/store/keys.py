@@ -59,6 +59,7 @@ class FsmVar(enum.IntEnum):
     INBOX_SEQ = 0
     OUTBOX_INDEX = 1
     APPLIED_LSN = 2
+    LEADER = 7  # Restate keeps its epoch metadata under 7 too
 
 
 TIMER_KIND_CODE: Final = {TimerKind.SLEEP: 1, TimerKind.INVOKE: 2, TimerKind.CLEANUP: 3}

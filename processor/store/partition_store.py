@@ -52,6 +52,7 @@ from typing import Final, TypeVar
 from rocksdict import DBRecoveryMode, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from processor.core import (
+    AnnounceLeader,
     Dedup,
     InvocationIdBytes,
     InvocationStatus,
@@ -318,6 +319,14 @@ class StoreTransaction:
 
     def set_dedup(self, producer: ProducerId, seq: Dedup) -> None:
         self._put(keys.DEDUP.encode(self._p, producer), encode(seq))
+
+    def leader(self) -> AnnounceLeader | None:
+        key = self._fsm_keys[keys.FsmVar.LEADER]
+        raw = self._read(key)
+        return None if raw is None else self._store._decode(AnnounceLeader, key, raw)
+
+    def set_leader(self, announcement: AnnounceLeader) -> None:
+        self._put(self._fsm_keys[keys.FsmVar.LEADER], encode(announcement))
 
     def next_inbox_seq(self) -> int:
         return self._counter(keys.FsmVar.INBOX_SEQ)

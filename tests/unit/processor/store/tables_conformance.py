@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from processor.core import (
+    AnnounceLeader,
     ForeignPartition,
     HandlerType,
     IngressSink,
@@ -103,6 +104,18 @@ def fsm_defaults_and_read_your_writes(begin: Begin) -> None:
     )
     t.set_dedup("self", SelfProposal(4, 0))
     assert t.dedup("self") == SelfProposal(4, 0)
+
+
+def leader_announcement(begin: Begin) -> None:
+    t = begin()
+    assert t.leader() is None
+    t.set_leader(AnnounceLeader(node=2, generation=5, epoch=3))
+    assert t.leader() == AnnounceLeader(2, 5, 3)
+    t.commit()
+    t = begin()
+    assert t.leader() == AnnounceLeader(2, 5, 3)
+    t.set_leader(AnnounceLeader(node=1, generation=9, epoch=4))
+    assert t.leader() == AnnounceLeader(1, 9, 4)
 
 
 def counters_never_repeat(begin: Begin) -> None:
@@ -488,6 +501,7 @@ def empty_commit(begin: Begin) -> None:
 
 SUITE = [
     fsm_defaults_and_read_your_writes,
+    leader_announcement,
     counters_never_repeat,
     status_read_your_writes_and_delete,
     journal_order_and_from_index,
