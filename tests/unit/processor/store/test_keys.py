@@ -67,7 +67,7 @@ def test_assigned_codes_never_change() -> None:
         "TIMERS": b"ti",
         "OUTBOX": b"ob",
     }
-    assert {v.name: v.value for v in FsmVar} == {"INBOX_SEQ": 0, "OUTBOX_INDEX": 1, "APPLIED_LSN": 2}
+    assert {v.name: v.value for v in FsmVar} == {"INBOX_SEQ": 0, "OUTBOX_INDEX": 1, "APPLIED_LSN": 2, "LEADER": 7}
     assert {k.name: c for k, c in keys.TIMER_KIND_CODE.items()} == {"SLEEP": 1, "INVOKE": 2, "CLEANUP": 3}
 
 
