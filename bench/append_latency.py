@@ -41,17 +41,16 @@ from bench.cluster import BenchCluster, ProcessInfo
 from bench.floor import measure_floor
 from bench.stats import percentile, ratio, summary_ms
 from bifrost.core import Chain
+from bifrost.net.messaging import DataPortAuth
 from bifrost.replicated.messages import AppendRequest, AppendResponse, AppendStatus, WireCodec
 from bifrost.replicated.runtime import Network
 from metadata.records import NodesConfig
 from node.client import NodeUnreachable
+from node.grpc_auth import call_metadata
 from node.local_cluster import ClusterError
 
 T = TypeVar("T")
 
-# A node id no real node gets (ids are 1, 2, ...): the sequencer answers on the connection the
-# request came in on, so the appender needs no listening socket of its own.
-APPENDER_ID = 10_000
 CALL_TIMEOUT_S = 5.0
 DEFAULT_DURATION_S = 5.0
 DEFAULT_WARMUP_S = 1.0
@@ -192,11 +191,16 @@ async def measure_point(
     duration_s: float,
     cpu_snapshot: Callable[[], dict[str, float]],
     probe_dir: Path,
+    secret: bytes,
     records_per_append: int = 1,
 ) -> tuple[_Window, dict[str, float], list[float]]:
     params = chain.tail.params
     assert params is not None
-    network = Network(APPENDER_ID, WireCodec(), address_of, lambda *a: None)
+    # The data port admits only identities the nodes config knows: the appender borrows the
+    # sequencer's own. The sequencer answers on the connection a request came in on, so the
+    # appender needs no listening socket.
+    auth = DataPortAuth(secret, params.sequencer, lambda peer: None)
+    network = Network(auth, WireCodec(), address_of, lambda *a: None)
     request = AppendRequest(params=params, payloads=(record,) * records_per_append)
     w = _Window()
     tasks = [
@@ -239,7 +243,7 @@ class FailoverResult:
 
 
 async def _failover_appends(
-    address: str, log_id: int, kill: Callable[[], float], record: bytes
+    address: str, log_id: int, kill: Callable[[], float], record: bytes, secret: bytes
 ) -> tuple[float, list[tuple[float, float, bool]]]:
     import grpc
 
@@ -256,7 +260,7 @@ async def _failover_appends(
         async def one() -> None:
             t0 = time.perf_counter()
             try:
-                await stub.LogAppend(request, timeout=rpc_timeout_s)
+                await stub.LogAppend(request, timeout=rpc_timeout_s, metadata=call_metadata(secret))
                 ok = True
             except grpc.aio.AioRpcError:
                 ok = False
@@ -308,7 +312,9 @@ def measure_failover(bc: BenchCluster, log_id: int, record: bytes) -> tuple[Fail
         bc.cluster.signal(victim, signal.SIGKILL)
         return time.perf_counter()
 
-    killed_at, events = _run(_failover_appends(through.grpc_address, log_id, kill, record))
+    killed_at, events = _run(
+        _failover_appends(through.grpc_address, log_id, kill, record, bc.cluster.secret)
+    )
     done_ok = sorted(d for _, d, ok in events if ok)
     after = [d for t0, d, ok in events if ok and t0 >= killed_at]
     if not after:
@@ -410,6 +416,7 @@ def run_cluster(
                     duration_s,
                     cpu_snapshot,
                     base_dir / "disk-probe",
+                    bc.cluster.secret,
                     records_per_append,
                 )
             )

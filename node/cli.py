@@ -132,6 +132,7 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
                 f"{args.base_dir} holds a cluster of {len(cluster.nodes)} nodes; "
                 f"use another --base-dir for {args.nodes}"
             )
+        cluster.ensure_secret()
     else:
         cluster = LocalCluster.create(args.base_dir, args.nodes or 3, args.free_ports)
     started = []
@@ -315,10 +316,18 @@ def _log_client(args: argparse.Namespace) -> tuple[NodeClient, LogClient]:
 
 
 def cmd_log_append(args: argparse.Namespace) -> int:
+    records = [p.encode() for p in args.payloads]
+    for path in args.files:  # records too large for a command-line argument (128 KiB)
+        try:
+            records.append(path.read_bytes())
+        except OSError as e:
+            raise UsageError(f"cannot read --file {path}: {e.strerror or e}") from None
+    if not records:
+        raise UsageError("give at least one payload or --file")
     node, client = _log_client(args)
     with node:
-        first = client.append(args.log, [p.encode() for p in args.payloads])
-    lsns = list(range(first, first + len(args.payloads)))
+        first = client.append(args.log, records)
+    lsns = list(range(first, first + len(records)))
     if args.json:
         print(json.dumps({"log": args.log, "lsns": lsns}))
     else:
@@ -505,7 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    log_cmd("append", cmd_log_append, "append records; prints their LSNs").add_argument("payloads", nargs="+")
+    ap = log_cmd("append", cmd_log_append, "append records; prints their LSNs")
+    ap.add_argument("payloads", nargs="*")
+    ap.add_argument(
+        "--file", type=Path, action="append", default=[], dest="files", help="a record from a file (repeatable)"
+    )
     rd = log_cmd("read", cmd_log_read, "print records as 'LSN payload' lines")
     rd.add_argument("--from", dest="from_lsn", type=int, default=1)
     rd.add_argument("--follow", action="store_true", help="keep printing new records")

@@ -135,6 +135,15 @@ class LocalCluster:
     def _remember_secret(self) -> None:
         secret.remember([n.grpc_address for n in self.nodes], self.secret)
 
+    def ensure_secret(self) -> None:
+        """Give a cluster made before secrets existed one, and point its nodes' configs at it."""
+        if self.secret_path.exists():
+            return
+        secret.generate_file(self.secret_path)
+        for node in self.nodes:
+            node.config_path.write_text(self.node_config(node).to_toml())
+        self._remember_secret()
+
     # ---- layout ----------------------------------------------------------------------------
 
     @classmethod

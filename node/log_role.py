@@ -127,6 +127,10 @@ class LogRole:
             store, self.provider, self._live_log_servers, max_record_bytes=cfg.bifrost.max_record_bytes
         )
 
+    @property
+    def log_store(self) -> RocksLogStore | None:
+        return self._log_store
+
     def log_store_writer_stats(self) -> WriterStats | None:
         return self._log_store.writer.stats if self._log_store is not None else None
 

@@ -329,10 +329,12 @@ class MessageServer:
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._new_protocol, host, port, reuse_address=True)
+        self._server = await loop.create_server(self.new_connection, host, port, reuse_address=True)
         return self._server.sockets[0].getsockname()[1]
 
-    def _new_protocol(self) -> _Connection:
+    def new_connection(self) -> asyncio.Protocol:
+        """The protocol of one accepted connection (the listener calls this; so may a test that
+        feeds a connection without a socket)."""
         handshake = Handshake(
             Role.SERVER, self._auth.secret, self._auth.me, secrets.token_bytes(NONCE_BYTES), self._admit
         )

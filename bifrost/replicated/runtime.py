@@ -78,6 +78,10 @@ class Network:
         """Inbound data-port connections: (in their handshake, authenticated)."""
         return self._server.connections
 
+    @property
+    def server(self) -> MessageServer:
+        return self._server
+
     async def close(self) -> None:
         if self._prune_handle:
             self._prune_handle.cancel()

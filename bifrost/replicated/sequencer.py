@@ -36,6 +36,10 @@ class SequencerService:
         self.records_sent = 0
 
     @property
+    def state(self) -> SequencerState:
+        return self._core.state
+
+    @property
     def sealed(self) -> bool:
         return self._core.state is SequencerState.SEALED
 
