@@ -37,12 +37,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.cluster import BenchCluster, ProcessInfo
+from bench.cluster import BenchCluster, ProcessInfo, register_member
 from bench.floor import measure_floor
 from bench.stats import percentile, ratio, summary_ms
 from bifrost.core import Chain
+from bifrost.core._types import GenerationalNodeId, LogletParams
 from bifrost.net.messaging import DataPortAuth
-from bifrost.replicated.messages import AppendRequest, AppendResponse, AppendStatus, WireCodec
+from bifrost.replicated.messages import (
+    AppendRequest,
+    AppendResponse,
+    AppendStatus,
+    GetTailRequest,
+    WireCodec,
+)
 from bifrost.replicated.runtime import Network
 from metadata.records import NodesConfig
 from node.client import NodeUnreachable
@@ -182,6 +189,20 @@ async def _appender(network: Network, sequencer: int, request: AppendRequest, w:
             w.acked += len(request.payloads)
 
 
+async def _until_admitted(network: Network, params: LogletParams) -> None:
+    """The sequencer's node learns of a newly registered appender through its metadata watch:
+    until then it refuses the connection. Wait for one answer before measuring."""
+    deadline = time.monotonic() + CALL_TIMEOUT_S * 2
+    while True:
+        try:
+            await network.call(params.sequencer.node, GetTailRequest(params), CALL_TIMEOUT_S)
+            return
+        except (TimeoutError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 async def measure_point(
     address_of: Callable[[int], tuple[str, int] | None],
     chain: Chain,
@@ -192,16 +213,17 @@ async def measure_point(
     cpu_snapshot: Callable[[], dict[str, float]],
     probe_dir: Path,
     secret: bytes,
+    appender: GenerationalNodeId,
     records_per_append: int = 1,
 ) -> tuple[_Window, dict[str, float], list[float]]:
     params = chain.tail.params
     assert params is not None
-    # The data port admits only identities the nodes config knows: the appender borrows the
-    # sequencer's own. The sequencer answers on the connection a request came in on, so the
-    # appender needs no listening socket.
-    auth = DataPortAuth(secret, params.sequencer, lambda peer: None)
+    # ``appender`` is a member of the nodes config (the data port admits no one else). The
+    # sequencer answers on the connection a request came in on: no listening socket needed.
+    auth = DataPortAuth(secret, appender, lambda peer: None)
     network = Network(auth, WireCodec(), address_of, lambda *a: None)
     request = AppendRequest(params=params, payloads=(record,) * records_per_append)
+    await _until_admitted(network, params)
     w = _Window()
     tasks = [
         asyncio.ensure_future(_appender(network, params.sequencer.node, request, w))
@@ -390,6 +412,7 @@ def run_cluster(
     with BenchCluster(base_dir, nodes, replication, num_logs=max(4, failover_log)) as bc:
         first = bc.nodes[0]
         address_of = _address_book(bc.nodes_config(first))
+        appender = register_member(bc, first, "bench-appender")
 
         def cpu_snapshot() -> dict[str, float]:
             snap = {"bench": time.process_time()}
@@ -417,6 +440,7 @@ def run_cluster(
                     cpu_snapshot,
                     base_dir / "disk-probe",
                     bc.cluster.secret,
+                    appender,
                     records_per_append,
                 )
             )

@@ -116,17 +116,28 @@ class ReplicatedProvider:
             if self._log_server is not None:
                 self._log_server.handle(reply, request_id, message)
         elif isinstance(message, AppendRequest):
-            self._remote_sequencer(message.params, lambda seq: self._remote_append(seq, reply, request_id, message))
+            self._remote_sequencer(
+                message.params,
+                lambda seq: self._remote_append(seq, reply, request_id, message),
+                lambda why: reply(request_id, AppendResponse(AppendStatus.UNAVAILABLE, message=why)),
+            )
         elif isinstance(message, GetTailRequest):
-            self._remote_sequencer(message.params, lambda seq: self._remote_tail(seq, reply, request_id))
+            # No answer when the params cannot be checked now: the asker's timeout makes it retry.
+            self._remote_sequencer(
+                message.params, lambda seq: self._remote_tail(seq, reply, request_id), lambda why: None
+            )
         elif self._on_other_request is not None:
             self._on_other_request(peer, reply, request_id, message)
 
     def _remote_sequencer(
-        self, params: LogletParams, then: Callable[[SequencerService | None], None]
+        self,
+        params: LogletParams,
+        then: Callable[[SequencerService | None], None],
+        unavailable: Callable[[str], None],
     ) -> None:
         """Call ``then`` with this node's sequencer for ``params`` (None if it is not ours), starting
-        it only if the log's chain names these params as its tail."""
+        it only if the log's chain names these params as its tail; ``unavailable`` when the chain
+        cannot be read now (not a refusal: the sender should retry, not reconfigure)."""
         if params.sequencer != self.me:
             then(None)
             return
@@ -144,7 +155,7 @@ class ReplicatedProvider:
                 return
             if f.exception() is not None:
                 log.info("cannot check loglet params", extra={"loglet": str(params), "error": repr(f.exception())})
-                then(None)
+                unavailable(f"cannot check loglet {params} against its chain now: {f.exception()}")
             elif not f.result():
                 self.network.refusals.count("loglet-not-in-chain", f"{params} is not the tail of its log's chain")
                 then(None)

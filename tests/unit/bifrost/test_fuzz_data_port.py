@@ -309,7 +309,7 @@ async def run_unauthenticated(h: Harness, data: bytes, cuts: list[int]) -> None:
         await h.settle()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     st.one_of(
         st.binary(max_size=200),
@@ -349,7 +349,7 @@ async def run_malformed(h: Harness, prefix: list[Any], bad: bytes) -> None:
     assert h.digest() == before
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(VALID, min_size=1, max_size=12), st.lists(st.integers(0, 5000), max_size=3))
 def test_valid_messages_from_an_authenticated_peer_never_crash_a_handler(
     harness: Harness, messages: list[Any], cuts: list[int]
@@ -367,7 +367,7 @@ TRUNCATED = VALID.map(_truncated).filter(lambda frame: not _decodes(frame[4:]))
 NOISE = st.binary(min_size=1, max_size=64).filter(lambda body: not _decodes(body)).map(encode_frame)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     st.lists(VALID, max_size=3),
     st.one_of(
@@ -436,7 +436,7 @@ async def random_run(h: Harness, seed: int, connections: int) -> None:
 
 
 def test_random_bytes_short(harness: Harness) -> None:
-    harness.run(random_run(harness, seed=1, connections=300))
+    harness.run(random_run(harness, seed=1, connections=200))
 
 
 # --- the long run -----------------------------------------------------------------------------
