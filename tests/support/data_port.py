@@ -80,7 +80,7 @@ class RawPeer:
             while True:
                 try:
                     data = await self.reader.read(65536)
-                except ConnectionResetError:
+                except ConnectionError:  # reset, or our own write hit the closed socket
                     return received
                 if not data:
                     return received
