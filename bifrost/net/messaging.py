@@ -6,9 +6,9 @@ peer arrive in the order sent or not at all; a lost connection is reported throu
 and the next send dials again. Frames written in one event-loop turn go out in one write.
 
 **Trust.** Every connection starts with the mutual HMAC handshake of ``bifrost.net.core`` (the
-server speaks first); until it completes nothing is decoded as a message, at most one
-fixed-size handshake message is buffered, and a handshake that is garbage, wrong or slower than
-``handshake_timeout_s`` closes the connection. The authenticated identity of the peer then
+server speaks first); until it completes nothing is decoded as a message and only the
+handshake's fixed-size messages are parsed (no announced length is trusted), and a handshake
+that is garbage, wrong or slower than ``handshake_timeout_s`` closes the connection. The authenticated identity of the peer then
 travels with every request it sends (``on_request(peer, reply, request_id, message)``). There is
 no per-message crypto: the connection is what is authenticated.
 

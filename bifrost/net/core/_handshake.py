@@ -6,8 +6,8 @@ the MAC and the identity, then proves that it holds the secret too. Nothing else
 connection before that: the shell feeds bytes in and writes the bytes that come out, and hands
 the connection to the message layer only on ``Authenticated``.
 
-Wire (integers big-endian; every message has a fixed size, so no length prefix is trusted
-before authentication and at most one message is ever buffered)::
+Wire (integers big-endian; every message has a fixed size, so no length a peer announces is
+trusted before authentication, and a server waits for at most 81 bytes)::
 
     HELLO    server -> client   MAGIC 0x01 server_nonce[32]                              37 bytes
     AUTH     client -> server   MAGIC 0x02 node:u32 generation:u64 client_nonce[32] mac_c[32]  81 bytes
