@@ -41,24 +41,32 @@ from typing import Any, TypeVar
 
 import grpc
 
-from bench.cluster import BenchCluster, ProcessInfo
+from bench.cluster import BenchCluster, ProcessInfo, register_member
 from bench.floor import measure_floor
 from bench.stats import percentile, ratio, summary_ms
 from bifrost.core import Chain
+from bifrost.core._types import GenerationalNodeId, LogletParams
+from bifrost.net.messaging import DataPortAuth
 from bifrost.record import tag, untag
-from bifrost.replicated.messages import AppendRequest, AppendResponse, AppendStatus, WireCodec
+from bifrost.replicated.messages import (
+    AppendRequest,
+    AppendResponse,
+    AppendStatus,
+    GetTailRequest,
+    WireCodec,
+)
 from bifrost.replicated.runtime import Network
 from metadata.records import NodesConfig
 from node.client import NodeUnreachable
+from node.grpc_auth import call_metadata
 from node.local_cluster import ClusterError
 from proto.durastate.node.v1 import node_pb2, node_pb2_grpc
 
 T = TypeVar("T")
 
-# A node id no real node gets (ids are 1, 2, ...): the sequencer answers on the connection the
-# request came in on, so the appender needs no listening socket of its own.
-APPENDER_ID = 10_000
 CALL_TIMEOUT_S = 5.0
+# The appender id in the tags of the records the bench writes (bifrost/record.py).
+TAG_APPENDER = 10_000
 DEFAULT_DURATION_S = 5.0
 DEFAULT_WARMUP_S = 1.0
 DEFAULT_RECORD_BYTES = (100, 4096)
@@ -196,7 +204,7 @@ async def _appender(
     while not w.stop:
         n = numbers.next
         numbers.next += len(template.payloads)
-        payloads = tuple(tag(APPENDER_ID, n + i, _SEQ.pack(n + i) + body) for i in range(len(template.payloads)))
+        payloads = tuple(tag(TAG_APPENDER, n + i, _SEQ.pack(n + i) + body) for i in range(len(template.payloads)))
         request = AppendRequest(template.params, payloads)
         t0 = clock()
         try:
@@ -221,10 +229,10 @@ async def _appender(
 class _Follower:
     """bench/follower.py in a process of its own (see there why), following one node."""
 
-    def __init__(self, address: str, log_id: int, out: Path) -> None:
+    def __init__(self, address: str, log_id: int, out: Path, secret_file: Path) -> None:
         self._out = out
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.follower", address, str(log_id), str(out)],
+            [sys.executable, "-m", "bench.follower", address, str(log_id), str(out), str(secret_file)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -248,6 +256,20 @@ class _Follower:
         return [self.seen[n] - t for n, t in acked_at.items() if n in self.seen]
 
 
+async def _until_admitted(network: Network, params: LogletParams) -> None:
+    """The sequencer's node learns of a newly registered appender through its metadata watch:
+    until then it refuses the connection. Wait for one answer before measuring."""
+    deadline = time.monotonic() + CALL_TIMEOUT_S * 2
+    while True:
+        try:
+            await network.call(params.sequencer.node, GetTailRequest(params), CALL_TIMEOUT_S)
+            return
+        except (TimeoutError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 async def measure_point(
     address_of: Callable[[int], tuple[str, int] | None],
     chain: Chain,
@@ -257,20 +279,28 @@ async def measure_point(
     duration_s: float,
     cpu_snapshot: Callable[[], dict[str, float]],
     probe_dir: Path,
+    secret: bytes,
+    appender: GenerationalNodeId,
     records_per_append: int = 1,
     follower_addresses: Sequence[str] = (),
+    secret_file: Path | None = None,
 ) -> tuple[_Window, dict[str, float], list[float], list[list[float]]]:
     params = chain.tail.params
     assert params is not None
-    network = Network(APPENDER_ID, WireCodec(), address_of, lambda *a: None)
+    # ``appender`` is a member of the nodes config (the data port admits no one else). The
+    # sequencer answers on the connection a request came in on: no listening socket needed.
+    auth = DataPortAuth(secret, appender, lambda peer: None)
+    network = Network(auth, WireCodec(), address_of, lambda *a: None)
     # Tagged as Bifrost tags records (bifrost/record.py), so that readers can read them back; each
     # record starts with its number, for the followers.
-    request = AppendRequest(params=params, payloads=(tag(APPENDER_ID, 1, record),) * records_per_append)
+    request = AppendRequest(params=params, payloads=(tag(TAG_APPENDER, 1, record),) * records_per_append)
+    await _until_admitted(network, params)
     w = _Window()
     numbers = _Numbered()
     followers = [
-        _Follower(address, chain.log_id, probe_dir.parent / f"follower-{chain.log_id}-{i}.json")
+        _Follower(address, chain.log_id, probe_dir.parent / f"follower-{chain.log_id}-{i}.json", secret_file)
         for i, address in enumerate(follower_addresses)
+        if secret_file is not None
     ]
     tasks = [
         asyncio.ensure_future(_appender(network, params.sequencer.node, request, w, numbers))
@@ -317,7 +347,7 @@ class FailoverResult:
 
 
 async def _failover_appends(
-    address: str, log_id: int, kill: Callable[[], float], record: bytes
+    address: str, log_id: int, kill: Callable[[], float], record: bytes, secret: bytes
 ) -> tuple[float, list[tuple[float, float, bool]]]:
 
 
@@ -332,7 +362,7 @@ async def _failover_appends(
         async def one() -> None:
             t0 = time.perf_counter()
             try:
-                await stub.LogAppend(request, timeout=rpc_timeout_s)
+                await stub.LogAppend(request, timeout=rpc_timeout_s, metadata=call_metadata(secret))
                 ok = True
             except grpc.aio.AioRpcError:
                 ok = False
@@ -384,7 +414,9 @@ def measure_failover(bc: BenchCluster, log_id: int, record: bytes) -> tuple[Fail
         bc.cluster.signal(victim, signal.SIGKILL)
         return time.perf_counter()
 
-    killed_at, events = _run(_failover_appends(through.grpc_address, log_id, kill, record))
+    killed_at, events = _run(
+        _failover_appends(through.grpc_address, log_id, kill, record, bc.cluster.secret)
+    )
     done_ok = sorted(d for _, d, ok in events if ok)
     after = [d for t0, d, ok in events if ok and t0 >= killed_at]
     if not after:
@@ -460,6 +492,7 @@ def run_cluster(
     with BenchCluster(base_dir, nodes, replication, num_logs=max(4, failover_log + 1)) as bc:
         first = bc.nodes[0]
         address_of = _address_book(bc.nodes_config(first))
+        appender = register_member(bc, first, "bench-appender")
 
         def cpu_snapshot() -> dict[str, float]:
             snap = {"bench": time.process_time()}
@@ -490,8 +523,11 @@ def run_cluster(
                     duration_s,
                     cpu_snapshot,
                     base_dir / "disk-probe",
+                    bc.cluster.secret,
+                    appender,
                     records_per_append,
                     addresses,
+                    bc.cluster.secret_path,
                 )
             )
             c2r_ms = [summary_ms(d) if d else {"p50_ms": math.nan, "p99_ms": math.nan} for d in c2r]

@@ -3,6 +3,7 @@ run ends, plus what a benchmark reads from outside the nodes (chains, addresses,
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass, replace
@@ -11,8 +12,10 @@ from types import TracebackType
 
 from bifrost.chain_store import chain_key
 from bifrost.core import Chain
-from metadata.records import NODES_CONFIG_KEY, NodesConfig, decode
-from node.client import LogClient, NodeClient, NodeUnreachable
+from bifrost.core._types import GenerationalNodeId
+from metadata import Precondition, PreconditionFailed, PreconditionKind, Versioned
+from metadata.records import NODES_CONFIG_KEY, NodeConfig, NodesConfig, decode, register_node
+from node.client import LogClient, NodeClient, NodeUnreachable, VersionMismatch
 from node.local_cluster import ClusterError, ClusterNode, LocalCluster, group_members
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -149,6 +152,39 @@ class BenchCluster:
             return []
         infos = [info for p in self.cluster.processes(node) if (info := process_info(p)) is not None]
         return sorted(infos, key=lambda i: i.pid != pid)
+
+
+class _StoreThroughNode:
+    """Just enough of MetadataStore, over a node's gRPC client, for ``register_node``."""
+
+    def __init__(self, client: NodeClient) -> None:
+        self._client = client
+
+    async def get(self, key: str) -> Versioned | None:
+        found = self._client.get(key)
+        return None if found is None else Versioned(found.value, found.version)
+
+    async def put(self, key: str, value: bytes, precondition: Precondition) -> int:
+        try:
+            return self._client.put(
+                key,
+                value,
+                expect_version=precondition.version,
+                must_not_exist=precondition.kind is PreconditionKind.DOES_NOT_EXIST,
+                force=True,
+            )
+        except VersionMismatch as e:
+            raise PreconditionFailed(e.current_version) from None
+
+
+def register_member(bc: BenchCluster, via: ClusterNode, name: str) -> GenerationalNodeId:
+    """Enter a role-less member in the nodes config, as every process that speaks on the data
+    port must be (a benchmark's appender); its identity, a new generation at each call."""
+    with bc.client(via) as client:
+        cluster_name = client.node_info().cluster_name
+        record = NodeConfig(name=name, generation=0, roles=[], address="127.0.0.1", ports={})
+        generation = asyncio.run(register_node(_StoreThroughNode(client), record, cluster_name))  # type: ignore[arg-type]
+    return GenerationalNodeId(bc.nodes_config(via).nodes[name].node_id, generation)
 
 
 def _cmdline(pid: int) -> bytes:

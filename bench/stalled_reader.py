@@ -22,25 +22,28 @@ from pathlib import Path
 
 import grpc
 
-from bench.append_latency import APPENDER_ID, CALL_TIMEOUT_S, _address_book
-from bench.cluster import BenchCluster
+from bench.append_latency import CALL_TIMEOUT_S, TAG_APPENDER, _address_book
+from bench.cluster import BenchCluster, register_member
+from bifrost.core._types import GenerationalNodeId
+from bifrost.net.messaging import DataPortAuth
 from bifrost.record import tag
 from bifrost.replicated.messages import AppendRequest, AppendResponse, AppendStatus, WireCodec
 from bifrost.replicated.runtime import Network
+from node.grpc_auth import call_metadata
 from proto.durastate.node.v1 import node_pb2, node_pb2_grpc
 
 BATCH = 1000
 
 
-async def _fill(address_of, params, records: int, record_bytes: int) -> None:  # noqa: ANN001
-    network = Network(APPENDER_ID, WireCodec(), address_of, lambda *a: None)
+async def _fill(address_of, params, records: int, record_bytes: int, secret: bytes, me: GenerationalNodeId) -> None:  # noqa: ANN001
+    network = Network(DataPortAuth(secret, me, lambda peer: None), WireCodec(), address_of, lambda *a: None)
     body = os.urandom(record_bytes)
     sent = 0
     try:
         inflight: list[asyncio.Future] = []
         while sent < records:
             n = min(BATCH, records - sent)
-            payloads = tuple(tag(APPENDER_ID, sent + i + 1, body) for i in range(n))
+            payloads = tuple(tag(TAG_APPENDER, sent + i + 1, body) for i in range(n))
             inflight.append(asyncio.ensure_future(network.call(params.sequencer.node, AppendRequest(params, payloads), CALL_TIMEOUT_S)))
             sent += n
             if len(inflight) >= 16:
@@ -67,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         params = chain.tail.params
         assert params is not None
         t0 = time.monotonic()
-        asyncio.run(_fill(_address_book(bc.nodes_config(node)), params, args.records, args.record_bytes))
+        me = register_member(bc, node, "bench-filler")
+        asyncio.run(
+            _fill(_address_book(bc.nodes_config(node)), params, args.records, args.record_bytes, bc.cluster.secret, me)
+        )
         fill_s = time.monotonic() - t0
         pid = bc.cluster.pid(node)
         assert pid is not None
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         before = rss()
         channel = grpc.insecure_channel(node.grpc_address)
         stream = node_pb2_grpc.NodeServiceStub(channel).LogRead(
-            node_pb2.LogReadRequest(log_id=1, from_lsn=1, follow=True)
+            node_pb2.LogReadRequest(log_id=1, from_lsn=1, follow=True), metadata=call_metadata(bc.cluster.secret)
         )
         first = next(stream)  # one record, then the reader stops pulling
         peak = before

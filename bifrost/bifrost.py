@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bifrost.appender import LogAppender
-from bifrost.chain_store import LogsConfig, cas_chain, chain_key, load_chain, load_logs_config
+from bifrost.chain_store import (
+    LogsConfig,
+    cas_chain,
+    chain_key,
+    decode_chain,
+    load_chain,
+    load_logs_config,
+)
 from bifrost.core import (
     CasChain,
     CasResult,
@@ -42,24 +49,30 @@ from bifrost.core import (
 )
 from bifrost.core._types import LogletParams, loglet_id
 from bifrost.errors import (
+    BatchTooLarge,
     InvalidLsn,
     LogUnavailable,
     NoWritableNodeset,
     RecordTooLarge,
     UnknownLog,
 )
+from bifrost.limits import DEFAULT_MAX_RECORD_BYTES, batch_cost, max_batch_cost
 from bifrost.loglet import Record, TrimGap
 from bifrost.policy import CHAIN_WAIT_S, WATCH_RETRY_S
 from bifrost.record import untag
 from bifrost.replicated.loglet import no_safe_tail
 from bifrost.replicated.provider import ReplicatedProvider
 from bifrost.replicated.runtime import CoreDriver, now_ms
-from metadata import MetadataStore, MetadataUnavailable, PreconditionFailed, UnknownOutcome
-from metadata.records import decode
+from metadata import (
+    MetadataStore,
+    MetadataUnavailable,
+    PreconditionFailed,
+    RecordFormatError,
+    UnknownOutcome,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,15 +198,40 @@ class Bifrost:
             self._watchers[log_id] = asyncio.ensure_future(self._watch_chain(log_id))
 
     async def _watch_chain(self, log_id: int) -> None:
-        """Follow chain changes made by other nodes (readers learn where segments end)."""
+        """Follow chain changes made by other nodes (readers learn where segments end). A value
+        that is not a chain is logged and skipped: the last good chain stays in force."""
+        key = chain_key(log_id)
         while True:
             try:
-                async for found in self._store.watch(chain_key(log_id)):
-                    if found is not None:
-                        self._adopt(log_id, decode(Chain, found.value), found.version)
+                async for found in self._store.watch(key):
+                    if found is None:
+                        continue
+                    try:
+                        chain = decode_chain(key, found.value)
+                    except RecordFormatError as e:
+                        log.error("ignoring a bad chain in the metadata store", extra={"error": str(e)})
+                        continue
+                    self._adopt(log_id, chain, found.version)
             except (MetadataUnavailable, UnknownOutcome) as e:
                 log.info("chain watch interrupted", extra={"log": log_id, "error": str(e)})
                 await asyncio.sleep(WATCH_RETRY_S)
+
+    async def names_loglet(self, params: LogletParams) -> bool:
+        """Whether ``params`` are exactly those of the tail segment of their log's chain, as this
+        node knows it or, failing that, as the metadata store has it now. The only params a
+        request from the network may start a sequencer for."""
+        log_id = params.loglet_id >> 32
+        try:
+            config = await self.logs_config()
+        except LogUnavailable:
+            return False
+        if log_id not in config.log_ids:
+            return False
+        for refresh in (False, True):
+            chain, _ = await self.chain(log_id, refresh=refresh)
+            if chain is not None and chain.tail.params == params:
+                return True
+        return False
 
     async def wait_chain_change(self, log_id: int, version: int | None, timeout_s: float) -> None:
         if self._chains.get(log_id, (None, None))[1] != version:
@@ -213,6 +251,9 @@ class Bifrost:
         for r in records:
             if len(r) > self._max_record_bytes:
                 raise RecordTooLarge(len(r), self._max_record_bytes)
+        cost, limit = batch_cost(records), max_batch_cost(self._max_record_bytes)
+        if cost > limit:
+            raise BatchTooLarge(len(records), cost, limit)
         await self._check_log(log_id)
         started = asyncio.get_running_loop().time()
         appender = self._appenders.get(log_id)

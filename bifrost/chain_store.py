@@ -12,10 +12,11 @@ from __future__ import annotations
 import msgspec
 
 from bifrost.core import Chain
-from metadata import MetadataStore, Precondition, PreconditionFailed
+from metadata import MetadataStore, Precondition, PreconditionFailed, RecordFormatError
 from metadata.records import decode, encode
 
 LOGS_CONFIG_KEY = "bifrost_logs"
+CHAIN_KEY_PREFIX = "log_chain_"
 
 
 class LogsConfig(msgspec.Struct, frozen=True):
@@ -26,12 +27,21 @@ class LogsConfig(msgspec.Struct, frozen=True):
 
 
 def chain_key(log_id: int) -> str:
-    return f"log_chain_{log_id}"
+    return f"{CHAIN_KEY_PREFIX}{log_id}"
+
+
+def decode_chain(key: str, value: bytes) -> Chain:
+    """The chain stored under ``key``; RecordFormatError naming the key if the value is not a
+    chain, or is the chain of another log."""
+    chain = decode(Chain, value, key)
+    if chain_key(chain.log_id) != key:
+        raise RecordFormatError(f"metadata key {key!r} must hold its own log's chain, not log {chain.log_id}'s")
+    return chain
 
 
 async def load_logs_config(store: MetadataStore) -> LogsConfig | None:
     found = await store.get(LOGS_CONFIG_KEY)
-    return None if found is None else decode(LogsConfig, found.value)
+    return None if found is None else decode(LogsConfig, found.value, LOGS_CONFIG_KEY)
 
 
 async def provision_logs(store: MetadataStore, num_logs: int, replication: int) -> LogsConfig:
@@ -48,10 +58,11 @@ async def provision_logs(store: MetadataStore, num_logs: int, replication: int) 
 
 
 async def load_chain(store: MetadataStore, log_id: int) -> tuple[Chain | None, int | None]:
-    found = await store.get(chain_key(log_id))
+    key = chain_key(log_id)
+    found = await store.get(key)
     if found is None:
         return None, None
-    return decode(Chain, found.value), found.version
+    return decode_chain(key, found.value), found.version
 
 
 async def cas_chain(store: MetadataStore, chain: Chain, expected_version: int | None) -> int:

@@ -26,6 +26,18 @@ class RecordTooLarge(BifrostError):
         super().__init__(f"record of {size} bytes is over the limit of {limit} bytes")
 
 
+class BatchTooLarge(RecordTooLarge):
+    """An append batch whose records together (with their per-record overhead, see
+    bifrost.limits) would not fit the largest message the nodes exchange."""
+
+    def __init__(self, records: int, cost: int, limit: int) -> None:
+        BifrostError.__init__(
+            self,
+            f"append batch of {records} records costs {cost} bytes, over the limit of {limit} bytes; "
+            "split it into smaller appends",
+        )
+
+
 class InvalidLsn(BifrostError):
     """An LSN outside what the operation accepts (0, or beyond the tail)."""
 

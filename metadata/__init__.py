@@ -25,6 +25,7 @@ from metadata.errors import (
     RecordFormatError,
     StoreClosed,
     UnknownOutcome,
+    ValueTooLarge,
 )
 from metadata.records import NODES_CONFIG_KEY, NodeConfig, NodesConfig, decode, encode, register_node
 from metadata.store import MetadataStore, read_modify_write
@@ -60,6 +61,7 @@ __all__ = [
     "RecordFormatError",
     "StoreClosed",
     "UnknownOutcome",
+    "ValueTooLarge",
     "Versioned",
     "decode",
     "encode",

@@ -5,7 +5,7 @@ Callers decide what to do from the class alone:
 * ``PreconditionFailed``: the write was refused and changed nothing; re-read and decide again.
 * ``MetadataUnavailable``: nothing was applied; retrying the same request is safe.
 * ``UnknownOutcome``: the write may or may not have been applied; re-read before deciding.
-* everything else is misuse (``InvalidKey``) or a broken store.
+* everything else is misuse (``InvalidKey``, ``ValueTooLarge``) or a broken store.
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ class UnknownOutcome(MetadataError):
 
 class InvalidKey(MetadataError):
     """A key is empty, longer than 256 characters, or not printable ASCII without whitespace."""
+
+
+class ValueTooLarge(MetadataError):
+    """A value over ``MAX_VALUE_BYTES`` (metadata.core.keys): refused before anything was sent,
+    so nothing was written, on every backend."""
 
 
 class StoreClosed(MetadataError):

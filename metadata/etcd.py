@@ -33,7 +33,7 @@ import grpc
 from aetcd import rpc
 
 from metadata.core.cas import decide
-from metadata.core.keys import validate_key
+from metadata.core.keys import validate_key, validate_value
 from metadata.core.types import NO_PRECONDITION, Precondition, PreconditionKind, Versioned
 from metadata.errors import (
     MetadataError,
@@ -89,6 +89,11 @@ class FailureKind(enum.Enum):
     FATAL = "fatal"  # a request etcd will never accept (a bug or misconfiguration)
 
 
+# Size refusals: definite (nothing applied) and permanent, never an unknown outcome. Values are
+# checked against MAX_VALUE_BYTES before sending; these catch an etcd run with a lower limit.
+_TOO_LARGE_DETAILS: Final = ("request is too large", "larger than max")
+
+
 def classify_rpc_error(code: grpc.StatusCode, details: str, *, write: bool) -> FailureKind:
     """Sort a failed etcd call into what the caller may do next.
 
@@ -100,7 +105,7 @@ def classify_rpc_error(code: grpc.StatusCode, details: str, *, write: bool) -> F
     if code is grpc.StatusCode.UNKNOWN and "deadline exceeded" in details.lower():
         # etcd's server side ran out of the call's deadline first and says so as UNKNOWN.
         code = grpc.StatusCode.DEADLINE_EXCEEDED
-    if code not in _TRANSIENT_CODES:
+    if code not in _TRANSIENT_CODES or any(m in details.lower() for m in _TOO_LARGE_DETAILS):
         return FailureKind.FATAL
     if not write:
         return FailureKind.NOT_APPLIED
@@ -174,8 +179,7 @@ class EtcdMetadataStore:
 
     async def put(self, key: str, value: bytes, precondition: Precondition = NO_PRECONDITION) -> int:
         full = self._full_key(key)
-        if not isinstance(value, bytes):
-            raise TypeError(f"metadata values are bytes, got {type(value).__name__}")
+        validate_value(value)
         request = _guarded(
             full, precondition, rpc.RequestOp(request_put=rpc.PutRequest(key=full, value=value))
         )

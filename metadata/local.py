@@ -21,7 +21,7 @@ from pathlib import Path
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from metadata.core.cas import decide
-from metadata.core.keys import validate_key
+from metadata.core.keys import validate_key, validate_value
 from metadata.core.types import NO_PRECONDITION, Precondition, Versioned
 from metadata.errors import MetadataError, PreconditionFailed, StoreClosed, UnknownOutcome
 from metadata.local_format import (
@@ -97,8 +97,7 @@ class LocalMetadataStore:
 
     async def put(self, key: str, value: bytes, precondition: Precondition = NO_PRECONDITION) -> int:
         validate_key(key)
-        if not isinstance(value, bytes):
-            raise TypeError(f"metadata values are bytes, got {type(value).__name__}")
+        validate_value(value)
         version = await self._commit(key, value, precondition)
         assert version is not None  # a put that applies always writes
         return version

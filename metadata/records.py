@@ -91,8 +91,18 @@ def encode(record: msgspec.Struct) -> bytes:
     return bytes((RECORD_FORMAT_V1,)) + _ENCODER.encode(record)
 
 
-def decode(record_type: type[R], data: bytes) -> R:
-    """Decode bytes written by ``encode``; raise ``RecordFormatError`` saying what is wrong."""
+def decode(record_type: type[R], data: bytes, key: str | None = None) -> R:
+    """Decode bytes written by ``encode``; raise ``RecordFormatError`` saying what is wrong (and,
+    given the metadata ``key`` the bytes were read from, naming it)."""
+    try:
+        return _decode(record_type, data)
+    except RecordFormatError as e:
+        if key is None:
+            raise
+        raise RecordFormatError(f"metadata key {key!r} holds a bad value: {e}") from e
+
+
+def _decode(record_type: type[R], data: bytes) -> R:
     name = record_type.__name__
     if not data:
         raise RecordFormatError(f"cannot decode {name}: empty value (no format byte)")
@@ -123,7 +133,7 @@ async def register_node(store: MetadataStore, node: NodeConfig, cluster_name: st
         if raw is None:
             config = NodesConfig(cluster_name=cluster_name, nodes={}, cluster_id=new_cluster_id())
         else:
-            config = decode(NodesConfig, raw)
+            config = decode(NodesConfig, raw, NODES_CONFIG_KEY)
             if config.cluster_name != cluster_name:
                 raise ClusterNameMismatch(expected=cluster_name, found=config.cluster_name)
         previous = config.nodes.get(node.name)

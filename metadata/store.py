@@ -16,6 +16,9 @@ class MetadataStore(Protocol):
     ``InvalidKey``). Versions are positive and strictly increase per key across put, delete and
     re-create; they are never reset, so a version identifies one state of one key forever.
 
+    Values are bytes of at most ``MAX_VALUE_BYTES`` (metadata.core.keys; else ``ValueTooLarge``,
+    nothing written).
+
     Errors: ``PreconditionFailed`` (refused, nothing written), ``MetadataUnavailable`` (not
     applied, safe to retry), ``UnknownOutcome`` (maybe applied: re-read before retrying),
     ``StoreClosed``.

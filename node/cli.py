@@ -1,7 +1,8 @@
 """The ``durastate`` command line.
 
 Exit status: 0 success, 2 usage or configuration error (nothing was written), 1 operational
-failure. Every command that prints data has ``--json``; human output is a table.
+failure; every error is one line on stderr. Every command that prints data has ``--json``; human
+output is a table. Commands that talk to a node find the cluster secret as node/secret.py says.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from metadata import MetadataError
+from node import reserved_keys, secret
 from node.client import (
     InvalidRequest,
     LogClient,
     NodeClient,
+    NodeError,
     NodeUnreachable,
     OutcomeUnknown,
     Refused,
+    Unauthenticated,
     VersionMismatch,
     put_with_retry,
 )
@@ -69,6 +74,7 @@ _SERVER_FLAGS: dict[str, tuple[str, ...]] = {
     "etcd_peer_port": ("ports", "etcd_peer"),
     "data_port": ("ports", "data"),
     "metadata_backend": ("metadata", "backend"),
+    "secret_file": ("security", "secret_file"),
 }
 
 
@@ -83,6 +89,10 @@ def cmd_server(args: argparse.Namespace) -> int:
         print(cfg.to_toml(), end="")
         return 0
     preflight(cfg)
+    try:
+        secret.for_node(cfg)  # a single node makes its secret now, before anything else is written
+    except secret.SecretError as e:
+        raise ConfigError(str(e)) from None
 
     from node import logs, server
 
@@ -91,6 +101,8 @@ def cmd_server(args: argparse.Namespace) -> int:
         _run_loop(server.run(cfg))
     except server.NodeStartError as e:
         raise CliError(str(e)) from None
+    except MetadataError as e:  # e.g. a nodes config that does not decode (the message names the key)
+        raise CliError(f"cannot start: {e}") from None
     return 0
 
 
@@ -120,6 +132,7 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
                 f"{args.base_dir} holds a cluster of {len(cluster.nodes)} nodes; "
                 f"use another --base-dir for {args.nodes}"
             )
+        cluster.ensure_secret()
     else:
         cluster = LocalCluster.create(args.base_dir, args.nodes or 3, args.free_ports)
     started = []
@@ -165,7 +178,7 @@ def cluster_status(cluster: LocalCluster) -> dict[str, Any]:
     for node in cluster.nodes:
         if cluster.alive(node):
             try:
-                with NodeClient(node.grpc_address, timeout_s=3.0) as client:
+                with NodeClient(node.grpc_address, timeout_s=3.0, secret=cluster.secret) as client:
                     infos[node.name] = client.node_info()
             except NodeUnreachable:
                 pass
@@ -193,12 +206,15 @@ def _generations_from_metadata(cluster: LocalCluster, answering: list[str]) -> d
 
     for name in answering:
         try:
-            with NodeClient(cluster.node(name).grpc_address, timeout_s=3.0) as client:
+            with NodeClient(cluster.node(name).grpc_address, timeout_s=3.0, secret=cluster.secret) as client:
                 found = client.get(NODES_CONFIG_KEY)
         except NodeUnreachable:
             continue
         if found is not None:
-            nodes_config = decode(NodesConfig, found.value)
+            try:
+                nodes_config = decode(NodesConfig, found.value, NODES_CONFIG_KEY)
+            except MetadataError:
+                return {}  # shown as unknown; the nodes log what is wrong with it
             return {n: rec.generation for n, rec in nodes_config.nodes.items()}
     return {}
 
@@ -243,15 +259,27 @@ def _node_address(args: argparse.Namespace) -> str:
     raise CliError(f"no node of the cluster in {args.base_dir} is running")
 
 
+def _client(args: argparse.Namespace, timeout_s: float = 5.0) -> NodeClient:
+    address = _node_address(args)
+    try:
+        key = secret.for_client(args.secret_file, args.base_dir, os.environ)
+    except secret.SecretError as e:
+        raise CliError(str(e)) from None
+    return NodeClient(address, timeout_s=timeout_s, secret=key)
+
+
 def cmd_metadata_get(args: argparse.Namespace) -> int:
-    with NodeClient(_node_address(args), timeout_s=args.timeout) as client:
+    with _client(args, args.timeout) as client:
         found = client.get(args.key)
     if found is None:
         if args.json:
             print(json.dumps({"key": args.key, "found": False}))
             return 0
         raise CliError(f"key {args.key!r} not found")
-    text = found.value.decode("utf-8", errors="backslashreplace")
+    # A reserved key shows its record as JSON: what `metadata put KEY JSON --force` takes back.
+    text = reserved_keys.to_json(args.key, found.value) or found.value.decode(
+        "utf-8", errors="backslashreplace"
+    )
     if args.json:
         print(json.dumps({"key": args.key, "found": True, "version": found.version, "value": text}))
     else:
@@ -260,9 +288,14 @@ def cmd_metadata_get(args: argparse.Namespace) -> int:
 
 
 def cmd_metadata_put(args: argparse.Namespace) -> int:
-    with NodeClient(_node_address(args), timeout_s=min(args.timeout, 5.0)) as client:
+    if args.expect_version is not None and args.expect_version < 1:
+        raise UsageError(f"--expect-version must be >= 1 (versions start at 1), got {args.expect_version}")
+    value = args.value.encode()
+    if args.force:
+        value = reserved_keys.from_json(args.key, args.value) or value
+    with _client(args, min(args.timeout, 5.0)) as client:
         try:
-            version = put_with_retry(client, args.key, args.value.encode(), args.expect_version, args.timeout)
+            version = put_with_retry(client, args.key, value, args.expect_version, args.timeout, args.force)
         except VersionMismatch as e:
             raise CliError(str(e)) from None
         except OutcomeUnknown as e:
@@ -278,15 +311,23 @@ def cmd_metadata_put(args: argparse.Namespace) -> int:
 
 
 def _log_client(args: argparse.Namespace) -> tuple[NodeClient, LogClient]:
-    node = NodeClient(_node_address(args))
+    node = _client(args)
     return node, LogClient(node)
 
 
 def cmd_log_append(args: argparse.Namespace) -> int:
+    records = [p.encode() for p in args.payloads]
+    for path in args.files:  # records too large for a command-line argument (128 KiB)
+        try:
+            records.append(path.read_bytes())
+        except OSError as e:
+            raise UsageError(f"cannot read --file {path}: {e.strerror or e}") from None
+    if not records:
+        raise UsageError("give at least one payload or --file")
     node, client = _log_client(args)
     with node:
-        first = client.append(args.log, [p.encode() for p in args.payloads])
-    lsns = list(range(first, first + len(args.payloads)))
+        first = client.append(args.log, records)
+    lsns = list(range(first, first + len(records)))
     if args.json:
         print(json.dumps({"log": args.log, "lsns": lsns}))
     else:
@@ -387,6 +428,13 @@ def _add_node_choice(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-dir", type=Path, dest="base_dir", help="local cluster dir")
     p.add_argument("--node", help="node of the local cluster to talk to")
     p.add_argument("--address", help=f"node gRPC address (default {DEFAULT_NODE_ADDRESS})")
+    p.add_argument(
+        "--secret-file",
+        type=Path,
+        dest="secret_file",
+        help="cluster secret (default: the --base-dir cluster's, DURASTATE_SECURITY_SECRET, "
+        "or ./durastate-data/cluster.secret)",
+    )
     p.add_argument("--json", action="store_true")
 
 
@@ -415,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("ingress", "admin", "node", "etcd-client", "etcd-peer", "data"):
         srv.add_argument(f"--{name}-port", dest=f"{name.replace('-', '_')}_port", type=_port)
     srv.add_argument("--metadata-backend", dest="metadata_backend", help="local or etcd")
+    srv.add_argument("--secret-file", dest="secret_file", help="file holding the cluster secret (hex)")
     srv.add_argument("--print-config", action="store_true", help="print the effective config and exit")
     srv.set_defaults(func=cmd_server)
 
@@ -445,6 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "put":
             p.add_argument("value")
             p.add_argument("--expect-version", type=int, dest="expect_version")
+            p.add_argument(
+                "--force",
+                action="store_true",
+                help="write a reserved key (nodes config, chains); the value must decode as its "
+                "record (JSON as `metadata get` prints it)",
+            )
         _add_node_choice(p)
         p.add_argument("--timeout", type=float, default=10.0, help="seconds to keep retrying")
         p.set_defaults(func=func)
@@ -459,7 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    log_cmd("append", cmd_log_append, "append records; prints their LSNs").add_argument("payloads", nargs="+")
+    ap = log_cmd("append", cmd_log_append, "append records; prints their LSNs")
+    ap.add_argument("payloads", nargs="*")
+    ap.add_argument(
+        "--file", type=Path, action="append", default=[], dest="files", help="a record from a file (repeatable)"
+    )
     rd = log_cmd("read", cmd_log_read, "print records as 'LSN payload' lines")
     rd.add_argument("--from", dest="from_lsn", type=int, default=1)
     rd.add_argument("--follow", action="store_true", help="keep printing new records")
@@ -504,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, UsageError) as e:
         print(f"durastate: {e}", file=sys.stderr)
         return 2
-    except (CliError, ClusterError, NodeUnreachable, OutcomeUnknown, Refused) as e:
+    except (CliError, ClusterError, NodeUnreachable, OutcomeUnknown, Refused, Unauthenticated, NodeError) as e:
         print(f"durastate: {e}", file=sys.stderr)
         return 1
     except InvalidRequest as e:  # the node refused the input itself: a usage error
@@ -515,6 +574,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `durastate cluster status --json | head`
         sys.stderr.close()
         return 0
+    except Exception as e:  # a bug: still one line, never a traceback
+        text = " ".join(str(e).split())
+        print(f"durastate: unexpected error: {type(e).__name__}: {text}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,13 +1,23 @@
-"""A small synchronous client of a node's gRPC service, for the CLI and for tests."""
+"""A small synchronous client of a node's gRPC service, for the CLI and for tests.
+
+Every call carries the cluster token (node/grpc_auth.py) made from the secret given, or found for
+the address (node/secret.py: a local cluster loaded in this process, the environment, or the
+single node's default file). Every failure is one of the exceptions below, with a one-line
+message; none is a bare ``grpc.RpcError``.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
 
+from bifrost.limits import DEFAULT_MAX_RECORD_BYTES, grpc_message_bytes
+from node import secret as cluster_secret
+from node.grpc_auth import call_metadata
 from proto.durastate.node.v1 import node_pb2, node_pb2_grpc
 
 
@@ -37,6 +47,14 @@ class OutcomeUnknown(Exception):
     """The write may or may not have been applied: re-read the key before deciding anything."""
 
 
+class Unauthenticated(Exception):
+    """The node refused our cluster token: no secret, or not this cluster's."""
+
+
+class NodeError(Exception):
+    """The node failed the request for another reason (its message says which)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Value:
     value: bytes
@@ -47,12 +65,47 @@ class Value:
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
+def translate(address: str, e: grpc.RpcError) -> Exception:
+    """The client exception for a failed call (one line, the node's own message)."""
+    code, details = e.code(), " ".join((e.details() or "").split())
+    if code in _RETRYABLE:
+        return NodeUnreachable(f"{address}: {code.name}: {details}")
+    if code == grpc.StatusCode.ABORTED:
+        return OutcomeUnknown(details)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidRequest(details)
+    if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+        return Refused(details)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return Unauthenticated(
+            f"{address} refused the call: {details}; give the cluster secret with --secret-file, "
+            "--base-dir or DURASTATE_SECURITY_SECRET"
+        )
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return InvalidRequest(f"{address}: {details}")
+    return NodeError(f"{address}: {code.name}: {details}")
+
+
 class NodeClient:
-    def __init__(self, address: str, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout_s: float = 5.0,
+        secret: bytes | None = None,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    ) -> None:
         self.address = address
         self._timeout = timeout_s
-        self._channel = grpc.insecure_channel(address)
+        self._secret = secret if secret is not None else cluster_secret.for_address(address, os.environ)
+        limit = grpc_message_bytes(max_record_bytes)
+        self._channel = grpc.insecure_channel(
+            address,
+            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+        )
         self._stub = node_pb2_grpc.NodeServiceStub(self._channel)
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return call_metadata(self._secret)
 
     def close(self) -> None:
         self._channel.close()
@@ -65,17 +118,11 @@ class NodeClient:
 
     def _call(self, method: str, request: object, timeout: float | None = None) -> object:
         try:
-            return getattr(self._stub, method)(request, timeout=timeout or self._timeout)
+            return getattr(self._stub, method)(
+                request, timeout=timeout or self._timeout, metadata=self.metadata()
+            )
         except grpc.RpcError as e:
-            if e.code() in _RETRYABLE:
-                raise NodeUnreachable(f"{self.address}: {e.code().name}: {e.details()}") from None
-            if e.code() == grpc.StatusCode.ABORTED:
-                raise OutcomeUnknown(e.details()) from None
-            if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidRequest(e.details()) from None
-            if e.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
-                raise Refused(e.details()) from None
-            raise
+            raise translate(self.address, e) from None
 
     def node_info(self, timeout: float | None = None) -> node_pb2.NodeInfo:
         return self._call("GetNodeInfo", node_pb2.GetNodeInfoRequest(), timeout)  # type: ignore[return-value]
@@ -86,9 +133,14 @@ class NodeClient:
         return Value(resp.value, resp.version) if resp.found else None
 
     def put(
-        self, key: str, value: bytes, expect_version: int | None = None, must_not_exist: bool = False
+        self,
+        key: str,
+        value: bytes,
+        expect_version: int | None = None,
+        must_not_exist: bool = False,
+        force: bool = False,
     ) -> int:
-        req = node_pb2.MetadataPutRequest(key=key, value=value)
+        req = node_pb2.MetadataPutRequest(key=key, value=value, force=force)
         if must_not_exist:
             req.precondition = node_pb2.PRECONDITION_DOES_NOT_EXIST
         elif expect_version is not None:
@@ -136,21 +188,21 @@ class LogClient:
         stream = self._node._stub.LogRead(
             node_pb2.LogReadRequest(log_id=log_id, from_lsn=from_lsn, follow=follow),
             timeout=None if follow else self._timeout,
+            metadata=self._node.metadata(),
         )
         try:
             yield from stream
         except grpc.RpcError as e:
-            if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidRequest(e.details()) from None
-            if e.code() == grpc.StatusCode.NOT_FOUND:
-                raise Refused(e.details()) from None
-            if e.code() in _RETRYABLE:
-                raise NodeUnreachable(f"{self._node.address}: {e.code().name}: {e.details()}") from None
-            raise
+            raise translate(self._node.address, e) from None
 
 
 def put_with_retry(
-    client: NodeClient, key: str, value: bytes, expect_version: int | None, deadline_s: float
+    client: NodeClient,
+    key: str,
+    value: bytes,
+    expect_version: int | None,
+    deadline_s: float,
+    force: bool = False,
 ) -> int:
     """Put, retrying while the metadata store is unavailable (nothing written) until the deadline.
 
@@ -160,7 +212,7 @@ def put_with_retry(
     deadline = time.monotonic() + deadline_s
     while True:
         try:
-            return client.put(key, value, expect_version)
+            return client.put(key, value, expect_version, force=force)
         except NodeUnreachable:
             if time.monotonic() > deadline:
                 raise

@@ -4,10 +4,15 @@ Precedence (later wins): built-in defaults < TOML file (``--config``) < ``DURAST
 variables < command-line flags. Unknown keys in the file and unknown ``DURASTATE_*`` variables are
 errors, as are values of the wrong type. Loading never touches the disk beyond reading the file;
 :func:`preflight` checks the base dir and ports without creating anything.
+
+The cluster secret (``security.secret``, hex, or ``security.secret_file``) is never printed:
+``to_toml`` says that it is set, not what it is. A node that binds a non-loopback address must be
+given one explicitly (a loopback-only node makes its own, see node/secret.py).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -17,7 +22,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bifrost.limits import DEFAULT_MAX_RECORD_BYTES
 from node.ports import LOOPBACK, Ports, port_in_use
+from node.secret import SecretError, parse_hex
 
 ENV_PREFIX = "DURASTATE_"
 ROLES = ("metadata", "log-server", "worker", "admin", "http-ingress")
@@ -43,7 +50,19 @@ class BifrostConfig:
     # Logs provisioned when the cluster is first created (the first node to start decides).
     num_logs: int = 4
     replication: int = 1
-    max_record_bytes: int = 8 * 1024 * 1024
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    # The cluster secret as hex text (from DURASTATE_SECURITY_SECRET or the file), or a file
+    # holding it; with neither, a loopback-only node uses <base_dir>/cluster.secret.
+    secret: str | None = field(default=None, repr=False)
+    secret_file: Path | None = None
+
+    @property
+    def explicit(self) -> bool:
+        return self.secret is not None or self.secret_file is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +76,7 @@ class NodeConfig:
     ports: Ports = field(default_factory=Ports)
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     bifrost: BifrostConfig = field(default_factory=BifrostConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def runs_etcd_member(self) -> bool:
         return "metadata" in self.roles and self.metadata.backend == "etcd"
@@ -81,6 +101,10 @@ class NodeConfig:
             "",
             "[bifrost]",
             *(f"{k} = {v}" for k, v in asdict(self.bifrost).items()),
+            "",
+            "[security]",
+            *([f"secret_file = {q(str(self.security.secret_file))}"] if self.security.secret_file else []),
+            *(["# secret: set, not printed"] if self.security.secret is not None else []),
             "",
             "[metadata.etcd_initial_cluster]",
             *(f"{q(k)} = {q(v)}" for k, v in self.metadata.etcd_initial_cluster.items()),
@@ -113,6 +137,8 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting(("metadata", "etcd_initial_cluster"), "str_map"),
     _Setting(("metadata", "etcd_endpoints"), "str_list"),
     *(_Setting(("bifrost", k), "posint") for k in asdict(BifrostConfig())),
+    _Setting(("security", "secret"), "secret"),
+    _Setting(("security", "secret_file"), "path"),
 )
 _BY_PATH = {s.path: s for s in SETTINGS}
 _BY_ENV = {s.env: s for s in SETTINGS}
@@ -131,6 +157,15 @@ def _check(setting: _Setting, value: Any, source: str) -> Any:
             if not isinstance(value, str) or not _NAME_RE.match(value):
                 raise ConfigError(f"{where} must be a name of letters, digits, '-' or '_', got {value!r}")
             return value
+        case "secret":
+            # Never echo the value: it is the cluster's only key.
+            if not isinstance(value, str):
+                raise ConfigError(f"{where} must be a string of hex digits")
+            try:
+                parse_hex(value, where)
+            except SecretError as e:
+                raise ConfigError(str(e)) from None
+            return value.strip()
         case "path":
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{where} must be a path string, got {value!r}")
@@ -243,6 +278,9 @@ def build(layers: list[tuple[str, Mapping[tuple[str, ...], Any]]]) -> NodeConfig
     bifrost = {p[1]: v for p, v in values.items() if p[0] == "bifrost"}
     if bifrost:
         cfg = replace(cfg, bifrost=replace(cfg.bifrost, **bifrost))
+    security = {p[1]: v for p, v in values.items() if p[0] == "security"}
+    if security:
+        cfg = replace(cfg, security=replace(cfg.security, **security))
     _check_consistency(cfg)
     return cfg
 
@@ -254,6 +292,13 @@ def _check_consistency(cfg: NodeConfig) -> None:
         if port in seen:
             raise ConfigError(f"ports.{name} and ports.{seen[port]} are both {port}")
         seen[port] = name
+    if cfg.security.secret is not None and cfg.security.secret_file is not None:
+        raise ConfigError("give security.secret or security.secret_file, not both")
+    if not cfg.security.explicit and not is_loopback(cfg.address):
+        raise ConfigError(
+            f"address {cfg.address!r} is reachable from other machines: give the cluster secret "
+            "with security.secret_file (--secret-file) or DURASTATE_SECURITY_SECRET"
+        )
     if cfg.metadata.backend == "etcd":
         if not cfg.metadata.etcd_endpoints and not cfg.runs_etcd_member():
             raise ConfigError(
@@ -264,6 +309,16 @@ def _check_consistency(cfg: NodeConfig) -> None:
                 raise ConfigError(
                     f"metadata.etcd_initial_cluster must name this node ({cfg.node_name!r}) to run its member"
                 )
+
+
+def is_loopback(host: str) -> bool:
+    """Only loopback addresses count; any name but localhost may resolve elsewhere."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _ports_in_use_by(cfg: NodeConfig) -> list[str]:

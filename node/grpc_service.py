@@ -2,15 +2,20 @@
 
 Handlers translate between protobuf messages and the components; refusals (a failed precondition)
 are values in the response, transport-level trouble becomes a gRPC status with a message.
+NodeService calls need the cluster token (node/grpc_auth.py); any error a handler did not map
+becomes ``INTERNAL`` with a one-line message (the traceback goes to the node's log only).
+Messages may be as large as the largest append batch (bifrost/limits.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,16 +23,22 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from bifrost.bifrost import LogRecord
 from bifrost.core import Chain
 from bifrost.errors import InvalidLsn, LogSealed, LogUnavailable, RecordTooLarge, UnknownLog
+from bifrost.limits import grpc_message_bytes
 from metadata import (
     InvalidKey,
     MetadataStore,
     MetadataUnavailable,
     Precondition,
     PreconditionFailed,
+    RecordFormatError,
     UnknownOutcome,
+    ValueTooLarge,
 )
+from node import metrics, secret
 from node.config import NodeConfig
+from node.grpc_auth import TokenAuthInterceptor
 from node.log_role import LogRole
+from node.reserved_keys import ReservedKeyError, check_put
 from proto.durastate.node.v1 import node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -43,9 +54,61 @@ _LOG_ERRORS: dict[type[Exception], grpc.StatusCode] = {
     ValueError: grpc.StatusCode.INVALID_ARGUMENT,
     LogUnavailable: grpc.StatusCode.UNAVAILABLE,
     LogSealed: grpc.StatusCode.FAILED_PRECONDITION,
+    # A stored chain or logs configuration that does not decode: the message names the key.
+    RecordFormatError: grpc.StatusCode.FAILED_PRECONDITION,
     MetadataUnavailable: grpc.StatusCode.UNAVAILABLE,
     UnknownOutcome: grpc.StatusCode.UNAVAILABLE,
 }
+
+# Server-side HTTP/2 setup must finish this fast (a connection that never does holds a socket).
+_HANDSHAKE_TIMEOUT_MS = 10_000
+
+
+def one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+class InternalErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Any exception a NodeService handler lets escape becomes INTERNAL with one line."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or not details.method.startswith(f"/{NODE_SERVICE}/"):
+            return handler
+        method = details.method
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    return await inner(request, context)
+                except (grpc.aio.AbortError, asyncio.CancelledError):
+                    raise
+                except Exception as e:
+                    log.exception("gRPC handler failed", extra={"method": method})
+                    await context.abort(grpc.StatusCode.INTERNAL, one_line(e))
+
+            return handler._replace(unary_unary=unary)
+        if handler.unary_stream is not None:
+            inner_stream = handler.unary_stream
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                except (grpc.aio.AbortError, asyncio.CancelledError):
+                    raise
+                except Exception as e:
+                    log.exception("gRPC handler failed", extra={"method": method})
+                    await context.abort(grpc.StatusCode.INTERNAL, one_line(e))
+
+            return handler._replace(unary_stream=stream)
+        return handler
 
 
 @asynccontextmanager
@@ -117,9 +180,17 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             case node_pb2.PRECONDITION_DOES_NOT_EXIST:
                 pre = Precondition.does_not_exist()
             case node_pb2.PRECONDITION_MATCHES_VERSION:
+                if request.expected_version < 1:
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT, "expected version must be >= 1 (versions start at 1)"
+                    )
                 pre = Precondition.matches(request.expected_version)
             case other:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown precondition kind {other}")
+        try:
+            check_put(request.key, request.value, request.force)
+        except ReservedKeyError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         try:
             version = await self._store.put(request.key, request.value, pre)
         except PreconditionFailed as e:
@@ -127,7 +198,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             if e.current_version is not None:
                 resp.current_version = e.current_version
             return resp
-        except InvalidKey as e:
+        except (InvalidKey, ValueTooLarge) as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except MetadataUnavailable as e:
             await context.abort(
@@ -227,9 +298,21 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 async def start_grpc_server(
     cfg: NodeConfig, servicer: NodeServicer
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    # gRPC sets SO_REUSEPORT by default: a second node (or a restart racing its dying
-    # predecessor) would then share the port silently instead of failing to bind.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    limit = grpc_message_bytes(cfg.bifrost.max_record_bytes)
+    server = grpc.aio.server(
+        interceptors=[
+            TokenAuthInterceptor(secret.for_node(cfg), lambda reason: metrics.EDGE.count("grpc", reason)),
+            InternalErrorInterceptor(),
+        ],
+        options=[
+            # gRPC sets SO_REUSEPORT by default: a second node (or a restart racing its dying
+            # predecessor) would then share the port silently instead of failing to bind.
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.server_handshake_timeout_ms", _HANDSHAKE_TIMEOUT_MS),
+        ],
+    )
     node_pb2_grpc.add_NodeServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

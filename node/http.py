@@ -1,4 +1,5 @@
-"""The ingress (:8080) and admin (:9070) HTTP servers: health, and metrics on the admin port."""
+"""The ingress (:8080) and admin (:9070) HTTP servers: health, and metrics on the admin port.
+Both listen behind node/http_guard.py's connection cap and request-head timeout."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from aiohttp import web
 
 from node import metrics
 from node.config import NodeConfig
+from node.http_guard import HEADER_TIMEOUT_S, GuardedSite, HttpLimits, default_max_connections
 from node.log_role import LogRole
 
 
@@ -34,12 +36,18 @@ async def start_http_servers(cfg: NodeConfig, log_role: LogRole) -> list[web.App
         return web.Response(body=metrics.render(log_role), content_type="text/plain", charset="utf-8")
 
     runners = []
-    for port, routes in (
-        (cfg.ports.ingress, [web.get("/restate/health", _health)]),
-        (cfg.ports.admin, [web.get("/health", _health), web.get("/metrics", metrics_handler)]),
+    limits = HttpLimits(default_max_connections())
+    for name, port, routes in (
+        ("http-ingress", cfg.ports.ingress, [web.get("/restate/health", _health)]),
+        ("http-admin", cfg.ports.admin, [web.get("/health", _health), web.get("/metrics", metrics_handler)]),
     ):
-        runner = web.AppRunner(_app(cfg, log_role, routes), access_log=None)
+        # An idle kept-alive connection, or one slow with its next request head, closes as fast
+        # as a new connection that is slow with its first.
+        runner = web.AppRunner(_app(cfg, log_role, routes), access_log=None, keepalive_timeout=HEADER_TIMEOUT_S)
         await runner.setup()
-        await web.TCPSite(runner, cfg.address, port, reuse_address=True).start()
+        site = GuardedSite(
+            runner, cfg.address, port, limits, lambda reason, name=name: metrics.EDGE.count(name, reason)
+        )
+        await site.start()
         runners.append(runner)
     return runners

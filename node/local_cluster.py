@@ -1,7 +1,9 @@
 """A local cluster under one base dir: N node processes on loopback, each with its etcd member.
 
-Layout: ``BASE/cluster.json`` lists the nodes and their ports; ``BASE/<node>/`` is that node's
-base dir with ``node.toml``, ``node.pid`` and ``node.log``. Each node runs in its own process group
+Layout: ``BASE/cluster.json`` lists the nodes and their ports; ``BASE/cluster.secret`` is the
+cluster secret (mode 0600) every node's ``node.toml`` points at; ``BASE/<node>/`` is that node's
+base dir with ``node.toml``, ``node.pid`` and ``node.log``. Loading a cluster makes its secret the
+one this process's clients use for its nodes' addresses (node/secret.py). Each node runs in its own process group
 (its pid is the group id) and its etcd member stays in that group, so signalling the group reaches
 both.
 """
@@ -19,7 +21,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.config import BifrostConfig, MetadataConfig, NodeConfig
+from node import secret
+from node.config import BifrostConfig, MetadataConfig, NodeConfig, SecurityConfig
 from node.ports import LOOPBACK, PORTS_PER_NODE, Ports, free_ports, port_in_use, ports_for_node
 
 CLUSTER_FILE = "cluster.json"
@@ -119,6 +122,29 @@ class LocalCluster:
         self.base_dir = base_dir
         self.nodes = nodes
 
+    @property
+    def secret_path(self) -> Path:
+        return self.base_dir / secret.SECRET_FILE
+
+    @property
+    def secret(self) -> bytes:
+        try:
+            return secret.read_file(self.secret_path)
+        except secret.SecretError as e:
+            raise ClusterError(str(e)) from None
+
+    def _remember_secret(self) -> None:
+        secret.remember([n.grpc_address for n in self.nodes], self.secret)
+
+    def ensure_secret(self) -> None:
+        """Give a cluster made before secrets existed one, and point its nodes' configs at it."""
+        if self.secret_path.exists():
+            return
+        secret.generate_file(self.secret_path)
+        for node in self.nodes:
+            node.config_path.write_text(self.node_config(node).to_toml())
+        self._remember_secret()
+
     # ---- layout ----------------------------------------------------------------------------
 
     @classmethod
@@ -136,12 +162,14 @@ class LocalCluster:
                 ports = ports_for_node(i)
             nodes.append(ClusterNode(f"n{i}", ports, base_dir / f"n{i}"))
         cluster = cls(base_dir, nodes)
+        secret.generate_file(cluster.secret_path)
         for node in nodes:
             node.base_dir.mkdir(parents=True, exist_ok=True)
             node.config_path.write_text(cluster.node_config(node).to_toml())
         (base_dir / CLUSTER_FILE).write_text(
             json.dumps({"nodes": [{"name": n.name, "ports": n.ports.as_dict()} for n in nodes]}, indent=2)
         )
+        cluster._remember_secret()
         return cluster
 
     @classmethod
@@ -153,7 +181,10 @@ class LocalCluster:
         except FileNotFoundError:
             raise ClusterError(f"no local cluster in {base_dir} (run `durastate cluster up`)") from None
         nodes = [ClusterNode(n["name"], Ports(**n["ports"]), base_dir / n["name"]) for n in data["nodes"]]
-        return cls(base_dir, nodes)
+        cluster = cls(base_dir, nodes)
+        if cluster.secret_path.exists():
+            cluster._remember_secret()
+        return cluster
 
     @classmethod
     def exists(cls, base_dir: Path) -> bool:
@@ -178,6 +209,7 @@ class LocalCluster:
             ),
             # Replication 2 tolerates one failed node among three (2R-1), Restate's advice too.
             bifrost=BifrostConfig(replication=min(2, len(self.nodes))),
+            security=SecurityConfig(secret_file=self.secret_path),
         )
 
     # ---- processes -------------------------------------------------------------------------

@@ -1,5 +1,10 @@
 """Wiring of the log on one node: the log-server role, the data-port network, failure detection
-by heartbeats, and the Bifrost facade. Membership and addresses come from NodesConfig."""
+by heartbeats, and the Bifrost facade. Membership and addresses come from NodesConfig.
+
+The data port admits a peer only with the cluster secret and an identity the nodes config
+knows (a generation below the known one is a stale process; a higher one is a restart this
+node has not seen yet). A heartbeat counts only for the identity of the connection it came on.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from bifrost.errors import UnknownLog
 from bifrost.log_server.storage_state import decide
 from bifrost.log_server.store import RocksLogStore, StoreOpenError
 from bifrost.log_server.writer import WriterStats
+from bifrost.net.core import Refusal
+from bifrost.net.messaging import ConnectionLimits, DataPortAuth
 from bifrost.policy import (
     FAILURE_TIMEOUT_MS,
     HEARTBEAT_INTERVAL_S,
@@ -30,8 +37,9 @@ from bifrost.replicated.messages import Heartbeat, WireCodec
 from bifrost.replicated.provider import ReplicatedProvider
 from bifrost.replicated.rebuild import rebuild_sealed_loglet
 from bifrost.replicated.runtime import Network, now_ms
-from metadata import MetadataStore, MetadataUnavailable, UnknownOutcome
+from metadata import MetadataStore, MetadataUnavailable, RecordFormatError, UnknownOutcome
 from metadata.records import NODES_CONFIG_KEY, NodeConfig, NodesConfig, StorageState, decode, update_node
+from node import secret
 from node.config import NodeConfig as NodeSettings
 from node.core import Alive, Dead, FailureDetector, Tick
 from node.core import Heartbeat as HeartbeatIn
@@ -94,12 +102,27 @@ class ClusterView:
     def log_servers(self) -> list[int]:
         return sorted(n.node_id for n in self.nodes.nodes.values() if "log-server" in n.roles)
 
+    def admit(self, peer: GenerationalNodeId) -> Refusal | None:
+        """Whether a process claiming to be ``peer`` may use the data port."""
+        node = self.by_id(peer.node)
+        if node is None:
+            return Refusal.UNKNOWN_NODE
+        if peer.generation < node.generation:
+            return Refusal.STALE_GENERATION
+        return None
+
     async def follow(self, store: MetadataStore) -> None:
+        """Keep ``nodes`` current. A stored value that does not decode is logged and skipped: the
+        last good configuration stays in force."""
         while True:
             try:
                 async for found in store.watch(NODES_CONFIG_KEY):
-                    if found is not None:
-                        self.nodes = decode(NodesConfig, found.value)
+                    if found is None:
+                        continue
+                    try:
+                        self.nodes = decode(NodesConfig, found.value, NODES_CONFIG_KEY)
+                    except RecordFormatError as e:
+                        log.error("ignoring a bad nodes config in the metadata store", extra={"error": str(e)})
             except (MetadataUnavailable, UnknownOutcome) as e:
                 log.info("nodes config watch interrupted", extra={"error": str(e)})
                 await asyncio.sleep(WATCH_RETRY_S)
@@ -178,10 +201,11 @@ class LogRole:
             log_server = LogServerService(me.node, self._log_store)
         self.log_server = log_server
         self.network = Network(
-            me.node,
+            DataPortAuth(secret.for_node(cfg), me, view.admit),
             WireCodec(),
             view.data_address,
-            lambda reply, rid, msg: self.provider.handle_request(reply, rid, msg),
+            lambda peer, reply, rid, msg: self.provider.handle_request(peer, reply, rid, msg),
+            ConnectionLimits.for_process(cfg.bifrost.max_record_bytes),
         )
         self.provider = ReplicatedProvider(
             me,
@@ -191,6 +215,7 @@ class LogRole:
             self._is_stale,
             self._on_node_message,
             non_authoritative=view.non_authoritative,
+            names_loglet=lambda params: self.bifrost.names_loglet(params),
         )
         self.bifrost = Bifrost(
             store,
@@ -199,6 +224,10 @@ class LogRole:
             max_record_bytes=cfg.bifrost.max_record_bytes,
             all_live_nodes=self._live_nodes,
         )
+
+    @property
+    def log_store(self) -> RocksLogStore | None:
+        return self._log_store
 
     def storage_state(self) -> str:
         """This node's log-server state as it stands now (a local disk fault shows at once)."""
@@ -392,8 +421,13 @@ class LogRole:
 
         self.view.nodes = await update_node(self._store, self._cfg.node_name, apply)
 
-    def _on_node_message(self, reply: Any, request_id: int, message: Any) -> None:
+    def _on_node_message(self, peer: GenerationalNodeId, reply: Any, request_id: int, message: Any) -> None:
         if isinstance(message, Heartbeat):
+            if (message.node_id, message.generation) != (peer.node, peer.generation):
+                self.network.refusals.count(
+                    "heartbeat-not-from-its-node", f"{peer} sent a heartbeat for N{message.node_id}:{message.generation}"
+                )
+                return
             self._apply(self.detector.step(HeartbeatIn(message.node_id, message.generation, now_ms())))
 
     def _apply(self, changes: list[Alive | Dead]) -> None:

@@ -13,6 +13,21 @@ from bifrost.bifrost import LATENCY_BUCKETS_S
 from node.log_role import LogRole
 
 
+class EdgeRefusals:
+    """Connections and calls refused at this process's edges (gRPC auth, HTTP limits), by
+    listener and reason. One per process: each node runs in its own process."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def count(self, listener: str, reason: str) -> None:
+        key = (listener, reason)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+
+EDGE = EdgeRefusals()
+
+
 class LogRoleCollector(Collector):
     def __init__(self, role: LogRole) -> None:
         self._role = role
@@ -92,6 +107,29 @@ class LogRoleCollector(Collector):
                     [self._role.view.name_of(node)], 1.0 if self._role.detector.is_alive(node) else 0.0
                 )
         yield alive
+        refused = CounterMetricFamily(
+            "durastate_data_port_refused",
+            "Data-port connections and messages refused (authentication, identity, limits), by reason",
+            labels=["reason"],
+        )
+        for reason, n in sorted(self._role.network.refusals.counts.items()):
+            refused.add_metric([reason], n)
+        yield refused
+        handshaking, open_ = self._role.network.connections
+        conns = GaugeMetricFamily(
+            "durastate_data_port_connections", "Inbound data-port connections", labels=["state"]
+        )
+        conns.add_metric(["handshake"], handshaking)
+        conns.add_metric(["authenticated"], open_)
+        yield conns
+        edge = CounterMetricFamily(
+            "durastate_edge_refused",
+            "gRPC calls and HTTP connections refused (missing or wrong token, limits), by reason",
+            labels=["listener", "reason"],
+        )
+        for (listener, reason), n in sorted(EDGE.counts.items()):
+            edge.add_metric([listener, reason], n)
+        yield edge
 
 
 def render(role: LogRole) -> bytes:

@@ -76,6 +76,7 @@ class GroupCommitWriter:
         self._stopping = False
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._unresolved: set[asyncio.Future[None]] = set()
         self.stats = WriterStats()
 
     def submit(self, ops: Ops) -> asyncio.Future[None]:
@@ -90,6 +91,8 @@ class GroupCommitWriter:
             self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
             self._thread.start()
         self._turn.append((ops, fut))
+        self._unresolved.add(fut)
+        fut.add_done_callback(self._unresolved.discard)
         if not self._handoff_scheduled:
             self._handoff_scheduled = True
             loop.call_soon(self._handoff)
@@ -151,6 +154,11 @@ class GroupCommitWriter:
                 self._fault_ms = 0
         if self._fault_ms > 0:
             time.sleep(self._fault_ms / 1000)
+
+    async def drained(self) -> None:
+        """Return once every write set submitted so far is resolved (durable or failed)."""
+        while self._unresolved:
+            await asyncio.gather(*list(self._unresolved), return_exceptions=True)
 
     # --- lifecycle ---
 

@@ -18,7 +18,15 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from bifrost.core import NodeAlive, NodeDead, Response, Send, SetTimer, Tick
-from bifrost.net.messaging import Codec, MessageServer, Peers
+from bifrost.net.messaging import (
+    Codec,
+    ConnectionLimits,
+    DataPortAuth,
+    MessageServer,
+    OnRequest,
+    Peers,
+    Refusals,
+)
 from bifrost.policy import ROUTE_TTL_S
 
 log = logging.getLogger(__name__)
@@ -33,22 +41,26 @@ class Core(Protocol):
     def step(self, inp: Any) -> list[Any]: ...
 
 
-# Handles a request that arrived from a peer (or from this node): reply(request_id, message).
-RequestHandler = Callable[[Callable[[int, Any], None], int, Any], None]
+# Handles a request that arrived from a peer (or from this node): on_request(peer, reply,
+# request_id, message), with the peer's authenticated identity and reply(request_id, message).
+RequestHandler = OnRequest
 
 
 class Network:
     def __init__(
         self,
-        me: int,
+        auth: DataPortAuth,
         codec: Codec,
         address_of: Callable[[int], tuple[str, int] | None],
         on_request: RequestHandler,
+        limits: ConnectionLimits | None = None,
     ) -> None:
-        self.me = me
+        self.identity = auth.me
+        self.me = auth.me.node
+        self.refusals = Refusals()
         self._on_request = on_request
-        self._server = MessageServer(codec, on_request)
-        self._peers = Peers(codec, address_of, self._on_reply, self._on_down)
+        self._server = MessageServer(codec, auth, on_request, limits, self.refusals)
+        self._peers = Peers(codec, auth, address_of, self._on_reply, self._on_down, limits, self.refusals)
         self._wire_ids = itertools.count(1)
         # wire id -> (where the reply goes, the asker's request id, peer, sent at)
         self._routes: dict[int, tuple[Callable[[Response], None], int, int, float]] = {}
@@ -59,6 +71,15 @@ class Network:
     async def start(self, host: str, port: int) -> int:
         self._schedule_prune()
         return await self._server.start(host, port)
+
+    @property
+    def connections(self) -> tuple[int, int]:
+        """Inbound data-port connections: (in their handshake, authenticated)."""
+        return self._server.connections
+
+    @property
+    def server(self) -> MessageServer:
+        return self._server
 
     async def close(self) -> None:
         if self._prune_handle:
@@ -84,6 +105,7 @@ class Network:
             loop.call_soon(
                 loop.call_soon,
                 self._on_request,
+                self.identity,
                 lambda rid, msg: self._on_reply(self.me, rid, msg),
                 wire,
                 send.message,

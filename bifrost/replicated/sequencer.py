@@ -1,7 +1,8 @@
 """The sequencer role for one loglet: batches concurrent appends and drives the core sequencer.
 
 Appends made in the same event-loop turn travel as one core ``Append`` (one ``Store`` per
-log-server), up to ``MAX_BATCH_RECORDS`` / ``MAX_BATCH_BYTES``; the core's ``Committed`` for that
+log-server), up to ``SEQUENCER_BATCH_RECORDS`` records costing ``SEQUENCER_BATCH_BYTES``
+(bifrost.limits, which sizes the data port's frames to fit); the core's ``Committed`` for that
 batch resolves each caller with the last offset of its own records.
 """
 
@@ -15,12 +16,11 @@ from typing import Any
 from bifrost.core import Append, AppendError, AppendFailed, Committed, Sequencer, SequencerState
 from bifrost.core._types import LogletParams
 from bifrost.errors import LogletSealed, LogletWriteUnavailable, LogUnavailable
+from bifrost.limits import SEQUENCER_BATCH_BYTES, SEQUENCER_BATCH_RECORDS, batch_cost
 from bifrost.loglet import TailState
 from bifrost.replicated.runtime import CoreDriver, Network, now_ms
 from bifrost.tail_watch import TailWatch
 
-MAX_BATCH_RECORDS = 1000
-MAX_BATCH_BYTES = 1024 * 1024
 # Uncommitted records this sequencer holds at most; past it appends are refused at once (the
 # appender retries after a backoff) rather than queued without bound.
 MAX_INFLIGHT_RECORDS = 65536
@@ -39,6 +39,10 @@ class SequencerService:
         self.batches_sent = 0
         self.records_sent = 0
         self.overloaded = 0
+
+    @property
+    def state(self) -> SequencerState:
+        return self._core.state
 
     @property
     def sealed(self) -> bool:
@@ -73,9 +77,10 @@ class SequencerService:
             size = 0
             while queued:
                 payloads, fut = queued[0]
-                nbytes = sum(len(p) for p in payloads)
+                nbytes = batch_cost(payloads)
                 if batch and (
-                    len(batch) + len(payloads) > MAX_BATCH_RECORDS or size + nbytes > MAX_BATCH_BYTES
+                    len(batch) + len(payloads) > SEQUENCER_BATCH_RECORDS
+                    or size + nbytes > SEQUENCER_BATCH_BYTES
                 ):
                     break
                 queued.pop(0)

@@ -1,12 +1,19 @@
-"""The rule for metadata keys, shared by every backend so a key valid in one is valid in all."""
+"""The rules for metadata keys and values, shared by every backend so what one accepts all do.
+
+Values are at most ``MAX_VALUE_BYTES``: etcd refuses requests over ``--max-request-bytes``
+(1.5 MiB by default) and gRPC messages over its receive limit, and a refusal that arrives as a
+broken call looks like an unknown outcome. Checking the size before sending makes "too large" a
+definite answer with nothing written, the same on the local store.
+"""
 
 from __future__ import annotations
 
 from typing import Final
 
-from metadata.errors import InvalidKey
+from metadata.errors import InvalidKey, ValueTooLarge
 
 MAX_KEY_LENGTH: Final = 256
+MAX_VALUE_BYTES: Final = 1024 * 1024
 
 # Printable ASCII without space: safe in etcd paths, file names, logs and CLI arguments alike.
 _FIRST_ALLOWED: Final = 0x21
@@ -28,3 +35,15 @@ def validate_key(key: object) -> str:
                 "only printable ASCII without whitespace is allowed"
             )
     return key
+
+
+def validate_value(value: object) -> bytes:
+    """Return ``value`` if it is bytes of at most ``MAX_VALUE_BYTES``, else raise."""
+    if not isinstance(value, bytes):
+        raise TypeError(f"metadata values are bytes, got {type(value).__name__}")
+    if len(value) > MAX_VALUE_BYTES:
+        raise ValueTooLarge(
+            f"metadata value of {len(value)} bytes is too large: the limit is {MAX_VALUE_BYTES} bytes; "
+            "nothing was written"
+        )
+    return value

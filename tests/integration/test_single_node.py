@@ -10,6 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from node.client import NodeClient
 from node.ports import free_ports
+from node.secret import read_file
 from tests.support.procs import DURASTATE, Procs, clean_env, run_cli
 from tests.support.wait import wait_until
 
@@ -45,26 +46,35 @@ def test_single_node_defaults_restart_and_metadata(procs: Procs, tmp_path: Path)
 
     proc = start_node(procs, tmp_path, env)
     assert (tmp_path / "durastate-data").is_dir(), "the default base dir lives in the working directory"
+    # A single node makes its cluster secret on first start; the CLI, run in the same directory,
+    # finds it there.
+    secret_path = tmp_path / "durastate-data" / "cluster.secret"
+    assert secret_path.stat().st_mode & 0o777 == 0o600
+    secret = read_file(secret_path)
     with grpc.insecure_channel(address) as channel:
         check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert check.status == health_pb2.HealthCheckResponse.SERVING
-    with NodeClient(address) as client:
+    with NodeClient(address, secret=secret) as client:
         info = client.node_info()
         assert (info.name, info.generation, info.metadata_backend) == ("n1", 1, "local")
         assert info.ports["ingress"] == ingress
         assert info.metadata_leader == "n1"
 
-    put = run_cli("metadata", "put", "greeting", "hello", "--address", address, "--json")
+    put = run_cli("metadata", "put", "greeting", "hello", "--address", address, "--json", cwd=tmp_path)
     assert put.returncode == 0, put.stderr
     v1 = json.loads(put.stdout)["version"]
     stale = run_cli(
-        "metadata", "put", "greeting", "again", "--expect-version", str(v1 + 100), "--address", address
+        "metadata", "put", "greeting", "again", "--expect-version", str(v1 + 100), "--address", address,
+        cwd=tmp_path,
     )
     assert stale.returncode == 1
     assert f"current version is {v1}" in stale.stderr
     # The single node runs the log with replication 1: append, read back, and see it in /metrics.
-    assert run_cli("log", "append", "1", "x", "y", "--address", address).stdout.split() == ["1", "2"]
-    assert run_cli("log", "read", "1", "--address", address).stdout == "1 x\n2 y\n"
+    assert run_cli("log", "append", "1", "x", "y", "--address", address, cwd=tmp_path).stdout.split() == [
+        "1",
+        "2",
+    ]
+    assert run_cli("log", "read", "1", "--address", address, cwd=tmp_path).stdout == "1 x\n2 y\n"
     with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     assert "durastate_bifrost_appended_records_total 2.0" in text
@@ -72,12 +82,13 @@ def test_single_node_defaults_restart_and_metadata(procs: Procs, tmp_path: Path)
     stop_node(proc)
 
     proc = start_node(procs, tmp_path, env)
-    assert run_cli("log", "read", "1", "--address", address).stdout == "1 x\n2 y\n", (
+    assert run_cli("log", "read", "1", "--address", address, cwd=tmp_path).stdout == "1 x\n2 y\n", (
         "the log survives a restart"
     )
-    with NodeClient(address) as client:
+    assert read_file(secret_path) == secret, "a restart keeps the secret"
+    with NodeClient(address, secret=secret) as client:
         assert client.node_info().generation == 2, "a restarted node must have a higher generation"
-    got = run_cli("metadata", "get", "greeting", "--address", address, "--json")
+    got = run_cli("metadata", "get", "greeting", "--address", address, "--json", cwd=tmp_path)
     assert json.loads(got.stdout) == {"key": "greeting", "found": True, "version": v1, "value": "hello"}
     stop_node(proc)
 

@@ -12,10 +12,14 @@ from pathlib import Path
 import pytest
 
 DURASTATE = [sys.executable, "-m", "node.cli"]
+# The checkout under test, first on the path of every process a test starts: with another cwd,
+# `-m node.cli` would otherwise import whichever checkout is installed.
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DURASTATE_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     env.update(overrides)
     return env
 

@@ -9,11 +9,19 @@ from pathlib import Path
 
 from bifrost.core._types import GenerationalNodeId, LogletParams
 from bifrost.log_server.store import RocksLogStore
+from bifrost.net.messaging import DataPortAuth
 from bifrost.replicated.log_server import LogServerService
 from bifrost.replicated.messages import WireCodec
 from bifrost.replicated.provider import ReplicatedProvider
 from bifrost.replicated.runtime import Network
 from node.ports import free_ports
+
+SECRET = b"replicated-env-secret-0123456789"
+
+
+async def any_params(params: LogletParams) -> bool:
+    """These tests have no chains: every loglet's params are trusted."""
+    return True
 
 
 class Env:
@@ -47,13 +55,16 @@ async def replicated_env(tmp_path: Path, nodes: int) -> AsyncIterator[Env]:
             store = RocksLogStore(tmp_path / f"n{i}")
             service = LogServerService(i, store)
             holder: dict[str, ReplicatedProvider] = {}
+            me = GenerationalNodeId(i, 1)
             network = Network(
-                i,
+                DataPortAuth(SECRET, me, lambda peer: None),
                 WireCodec(),
                 lambda n: ("127.0.0.1", env.ports[n]) if n in env.ports else None,
-                lambda reply, rid, msg, h=holder: h["p"].handle_request(reply, rid, msg),
+                lambda peer, reply, rid, msg, h=holder: h["p"].handle_request(peer, reply, rid, msg),
             )
-            provider = ReplicatedProvider(GenerationalNodeId(i, 1), network, service, lambda n: n in env.dead)
+            provider = ReplicatedProvider(
+                me, network, service, lambda n: n in env.dead, names_loglet=any_params
+            )
             holder["p"] = provider
             await network.start("127.0.0.1", env.ports[i])
             env.providers[i], env.stores[i], env.networks[i] = provider, store, network

@@ -116,11 +116,11 @@ def test_a_lost_append_reply_does_not_duplicate_within_a_segment(tmp_path: Path)
         original = sequencer._remote_append
         dropped = []
 
-        def drop_first_reply(reply, request_id, req):
+        def drop_first_reply(seq, reply, request_id, req):
             if not dropped:
                 dropped.append(req)
-                return original(lambda rid, msg: None, request_id, req)
-            return original(reply, request_id, req)
+                return original(seq, lambda rid, msg: None, request_id, req)
+            return original(seq, reply, request_id, req)
 
         sequencer._remote_append = drop_first_reply
         lsns = await asyncio.gather(bs[2].append(1, [b"x1", b"x2"]), bs[2].append(1, [b"y"]))
@@ -130,5 +130,63 @@ def test_a_lost_append_reply_does_not_duplicate_within_a_segment(tmp_path: Path)
         assert [e.payload for e in entries] == [b"first", b"x1", b"x2", b"y"]
         assert sequencer.duplicate_appends >= 2
         assert await bs[1].find_tail(1) == (5, False)
+
+
+def test_a_batch_over_the_limit_is_refused_whole(tmp_path: Path) -> None:
+    from bifrost.errors import BatchTooLarge
+
+    async def body(env, store, bs) -> None:
+        await provision_logs(store, 2, replication=2)
+        b = Bifrost(store, env.providers[1], lambda: [1, 2, 3], max_record_bytes=1000)
+        try:
+            assert await b.append(1, [b"x" * 1000]) == 1, "one record of the maximum size fits"
+            with pytest.raises(BatchTooLarge, match="append batch of 2 records"):
+                await b.append(1, [b"x" * 600, b"y" * 600])
+            with pytest.raises(BatchTooLarge):
+                await b.append(1, [b""] * 100)  # empty records still cost their envelope
+            assert await b.find_tail(1) == (2, False), "refused batches wrote nothing"
+        finally:
+            await b.close()
+
+    run(tmp_path, body)
+
+
+def test_names_loglet_is_true_only_for_the_tail_of_the_chain(tmp_path: Path) -> None:
+    from bifrost.core._types import GenerationalNodeId, LogletParams, loglet_id
+
+    async def body(env, store, bs) -> None:
+        await provision_logs(store, 3, replication=2)
+        await bs[1].append(1, [b"a"])
+        tail = (await bs[1].chain(1))[0].tail.params
+        # Node 2 never looked at log 1: it refreshes the chain from the metadata store.
+        assert await bs[2].names_loglet(tail)
+        forged = LogletParams(tail.loglet_id, tail.sequencer, 1, (1,))
+        assert not await bs[2].names_loglet(forged)
+        assert not await bs[2].names_loglet(LogletParams(loglet_id(2, 0), GenerationalNodeId(2, 1), 1, (2,)))
+        assert not await bs[2].names_loglet(LogletParams(loglet_id(9, 0), GenerationalNodeId(2, 1), 1, (2,)))
+        await bs[3].reconfigure(1)
+        assert not await bs[2].names_loglet(tail), "a sealed segment starts no sequencer"
+
+    run(tmp_path, body)
+
+
+def test_a_bad_chain_in_the_store_is_named_and_the_watch_keeps_the_last_good_one(tmp_path: Path) -> None:
+    from bifrost.chain_store import chain_key
+    from metadata import RecordFormatError
+    from metadata.records import encode
+
+    async def body(env, store, bs) -> None:
+        await provision_logs(store, 3, replication=2)
+        await bs[1].append(1, [b"a"])
+        chain, _ = await bs[2].chain(1)  # node 2 now watches log 1's chain
+        await store.put(chain_key(1), b"\x01garbage")
+        with pytest.raises(RecordFormatError, match="'log_chain_1'"):
+            await bs[3].chain(1, refresh=True)
+        assert (await bs[2].chain(1))[0] == chain, "the watch kept the last good chain"
+        version = await store.put(chain_key(1), encode(chain))
+        async with asyncio.timeout(10):
+            while (await bs[2].chain(1))[1] != version:
+                await asyncio.sleep(0.01)
+        assert await bs[2].append(1, [b"b"]) == 2
 
     run(tmp_path, body)

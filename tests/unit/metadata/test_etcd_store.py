@@ -28,6 +28,9 @@ UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
         (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", False, FailureKind.NOT_APPLIED),
         (UNAVAILABLE, "etcdserver: leader changed", False, FailureKind.NOT_APPLIED),
         (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: request is too large", True, FailureKind.FATAL),
+        # gRPC's own size refusal is definite too, never an unknown outcome.
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max (4089446 vs. 2097152)", True,
+         FailureKind.FATAL),
         (grpc.StatusCode.PERMISSION_DENIED, "etcdserver: permission denied", False, FailureKind.FATAL),
     ],
 )  # fmt: skip

@@ -316,3 +316,21 @@ def test_backends_have_the_protocol_methods(open_store, run):
             _assert_store(store)
 
     run(body())
+
+
+def test_a_value_over_the_limit_is_refused_definitely_and_nothing_is_written(open_store, run):
+    from metadata import ValueTooLarge
+    from metadata.core.keys import MAX_VALUE_BYTES
+
+    async def body():
+        async with open_store() as store:
+            at_limit = await store.put("big", b"x" * MAX_VALUE_BYTES)
+            for size in (MAX_VALUE_BYTES + 1, int(3.9 * 1024 * 1024)):
+                with pytest.raises(ValueTooLarge, match="too large"):
+                    await store.put("big", b"y" * size)
+                with pytest.raises(ValueTooLarge):
+                    await store.put("fresh", b"y" * size, Precondition.does_not_exist())
+            assert await store.get("big") == Versioned(b"x" * MAX_VALUE_BYTES, at_limit)
+            assert await store.get("fresh") is None
+
+    run(body())

@@ -75,16 +75,18 @@ class MetadataGetResponse(_message.Message):
     def __init__(self, found: _Optional[bool] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
 
 class MetadataPutRequest(_message.Message):
-    __slots__ = ("key", "value", "precondition", "expected_version")
+    __slots__ = ("key", "value", "precondition", "expected_version", "force")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     PRECONDITION_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     key: str
     value: bytes
     precondition: PreconditionKind
     expected_version: int
-    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., precondition: _Optional[_Union[PreconditionKind, str]] = ..., expected_version: _Optional[int] = ...) -> None: ...
+    force: bool
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., precondition: _Optional[_Union[PreconditionKind, str]] = ..., expected_version: _Optional[int] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class MetadataPutResponse(_message.Message):
     __slots__ = ("status", "version", "current_version")
