@@ -58,7 +58,7 @@ from bifrost.errors import (
 )
 from bifrost.limits import DEFAULT_MAX_RECORD_BYTES, batch_cost, max_batch_cost
 from bifrost.loglet import Record, TrimGap
-from bifrost.policy import CHAIN_WAIT_S, WATCH_RETRY_S
+from bifrost.policy import CHAIN_WAIT_S, RECONFIGURE_TIMEOUT_S, WATCH_RETRY_S
 from bifrost.record import untag
 from bifrost.replicated.loglet import no_safe_tail
 from bifrost.replicated.provider import ReplicatedProvider
@@ -339,13 +339,31 @@ class Bifrost:
             return final
 
     async def _cas(self, log_id: int, chain: Chain, version: int) -> bool:
-        try:
-            new_version = await cas_chain(self._store, chain, version)
-        except PreconditionFailed:
-            await self.chain(log_id, refresh=True)
-            return False
-        self._adopt(log_id, chain, new_version)
-        return True
+        """Write ``chain`` iff the stored one is still at ``version``; True iff ours is stored.
+
+        The metadata store may be between leaders: an unavailable write is retried, and a write
+        of unknown outcome is settled by reading the chain back (ours, or someone else's)."""
+        delay = CHAIN_WAIT_S / 10
+        while True:
+            try:
+                new_version = await cas_chain(self._store, chain, version)
+            except PreconditionFailed:
+                await self.chain(log_id, refresh=True)
+                return False
+            except (MetadataUnavailable, UnknownOutcome) as e:
+                log.info("chain write retried", extra={"log": log_id, "error": str(e)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, CHAIN_WAIT_S)
+                try:
+                    stored, stored_version = await load_chain(self._store, log_id)
+                except (MetadataUnavailable, UnknownOutcome):
+                    continue
+                if stored_version is not None and stored_version != version:
+                    self._adopt(log_id, stored, stored_version)
+                    return stored == chain
+                continue
+            self._adopt(log_id, chain, new_version)
+            return True
 
     async def _run_reconfiguration(
         self, log_id: int, chain: Chain, version: int, nodeset: tuple[int, ...], replication: int
@@ -384,7 +402,13 @@ class Bifrost:
                 driver.hint(node, alive=False)
         driver.kick()
         try:
-            return await done
+            return await asyncio.wait_for(done, RECONFIGURE_TIMEOUT_S)
+        except TimeoutError:
+            # Its f-majority may be down: let the lock go, the next append or watchdog round
+            # tries again with what the nodes look like then.
+            raise LogUnavailable(
+                f"reconfiguration of log {log_id} did not finish within {RECONFIGURE_TIMEOUT_S:g}s"
+            ) from None
         finally:
             driver.close()
 

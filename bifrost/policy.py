@@ -33,6 +33,10 @@ CHAIN_WAIT_S: Final = 1.0
 """Waiting for a newer chain (a reconfiguration elsewhere) before looking again ourselves."""
 
 WATCH_RETRY_S: Final = 0.5
+
+RECONFIGURE_TIMEOUT_S: Final = 20.0
+"""A reconfiguration (seal, find the tail, write the chain) gives up after this long, so a
+segment whose f-majority is down does not hold the log's reconfiguration lock forever."""
 """After the metadata store interrupted a watch (leader change), before watching again."""
 
 # --- failure detection and the watchdog -----------------------------------------------------

@@ -162,7 +162,7 @@ async def update_node(
     def apply(raw: bytes | None) -> bytes:
         if raw is None:
             raise RecordFormatError(f"{NODES_CONFIG_KEY} is missing: node {name} is not registered")
-        config = decode(NodesConfig, raw)
+        config = decode(NodesConfig, raw, NODES_CONFIG_KEY)
         if name not in config.nodes:
             raise RecordFormatError(f"{NODES_CONFIG_KEY} has no node {name!r}")
         nodes = dict(config.nodes)

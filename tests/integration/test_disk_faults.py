@@ -18,6 +18,7 @@ import pytest
 
 from node.client import LogClient, NodeClient, NodeUnreachable
 from node.ports import free_ports
+from node.secret import read_file
 from tests.support.procs import DURASTATE, Procs, clean_env
 from tests.support.wait import wait_until
 
@@ -63,7 +64,8 @@ def test_a_full_disk_is_visible_fails_fast_and_recovers(procs: Procs, tmp_path: 
     try:
         wait_until(lambda: _health(admin)[0] == 200, 30, "node healthy")
         acked: dict[int, bytes] = {}
-        with NodeClient(address, timeout_s=30) as node:
+        secret = read_file(small_disk / "data" / "cluster.secret")
+        with NodeClient(address, timeout_s=30, secret=secret) as node:
             log = LogClient(node, timeout_s=30)
             acked[log.append(1, [b"first"])] = b"first"
             # Leave a little room, then fill it with appends until the disk refuses one.
@@ -102,7 +104,8 @@ def test_a_corrupted_store_is_refused_at_start_with_one_line(procs: Procs, tmp_p
     env, admin, address = _env(tmp_path)
     proc = procs.spawn([*DURASTATE, "server"], tmp_path / "node.log", cwd=tmp_path, env=env)
     wait_until(lambda: _health(admin)[0] == 200, 30, "node healthy")
-    with NodeClient(address, timeout_s=30) as node:
+    secret = read_file(tmp_path / "data" / "cluster.secret")
+    with NodeClient(address, timeout_s=30, secret=secret) as node:
         LogClient(node, timeout_s=30).append(1, [f"record-{i}".encode() * 20 for i in range(2000)])
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0

@@ -308,16 +308,16 @@ def test_cli_and_grpc_errors_are_one_line(node: Node) -> None:
 
 
 def test_reserved_keys_need_force_and_a_value_of_their_type(node: Node) -> None:
-    node.cli("log", "append", "4", "x")
-    one_line_error(node.cli("metadata", "put", "log_chain_4", "garbage"), 2, "'log_chain_4'", "--force")
+    node.cli("log", "append", "0", "x")
+    one_line_error(node.cli("metadata", "put", "log_chain_0", "garbage"), 2, "'log_chain_0'", "--force")
     one_line_error(node.cli("metadata", "put", "nodes_config", "garbage", "--force"), 2, "not a valid NodesConfig")
     one_line_error(node.cli("metadata", "put", "schema", "{}", "--force"), 2, "cannot be written by hand")
-    got = json.loads(node.cli("metadata", "get", "log_chain_4", "--json").stdout)
+    got = json.loads(node.cli("metadata", "get", "log_chain_0", "--json").stdout)
     written = node.cli(
-        "metadata", "put", "log_chain_4", got["value"], "--force", "--expect-version", str(got["version"]), "--json"
+        "metadata", "put", "log_chain_0", got["value"], "--force", "--expect-version", str(got["version"]), "--json"
     )
     assert written.returncode == 0, written.stderr
-    assert node.cli("log", "append", "4", "y").stdout.split() == ["2"]
+    assert node.cli("log", "append", "0", "y").stdout.split() == ["2"]
 
 
 def test_bad_stored_values_give_one_line_errors_naming_the_key(procs: Procs, tmp_path: Path) -> None:
