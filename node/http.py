@@ -1,11 +1,15 @@
-"""The ingress (:8080) and admin (:9070) HTTP servers: health, and metrics on the admin port."""
+"""The ingress (:8080) and admin (:9070) HTTP servers: the ingress API (node.ingress), the admin API
+(node.admin_api) with the node's health as its ``/health``, and metrics on the admin port."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from metadata.store import MetadataStore
 from node import metrics
+from node.admin_api import add_admin_routes
 from node.config import NodeConfig
+from node.ingress import Submitter, add_ingress_routes
 from node.log_role import LogRole
 
 
@@ -27,18 +31,21 @@ def _app(cfg: NodeConfig, log_role: LogRole, routes: list[web.RouteDef]) -> web.
     return app
 
 
-async def start_http_servers(cfg: NodeConfig, log_role: LogRole) -> list[web.AppRunner]:
+async def start_http_servers(
+    cfg: NodeConfig, log_role: LogRole, store: MetadataStore, submitter: Submitter | None = None
+) -> list[web.AppRunner]:
     """Start ingress then admin; the caller calls this only once the node is ready."""
 
     async def metrics_handler(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(log_role), content_type="text/plain", charset="utf-8")
 
+    ingress = _app(cfg, log_role, [])
+    add_ingress_routes(ingress, store, submitter)
+    admin = _app(cfg, log_role, [web.get("/metrics", metrics_handler)])
+    add_admin_routes(admin, store, ingress_url=f"http://{cfg.address}:{cfg.ports.ingress}/", health=_health)
     runners = []
-    for port, routes in (
-        (cfg.ports.ingress, [web.get("/restate/health", _health)]),
-        (cfg.ports.admin, [web.get("/health", _health), web.get("/metrics", metrics_handler)]),
-    ):
-        runner = web.AppRunner(_app(cfg, log_role, routes), access_log=None)
+    for port, app in ((cfg.ports.ingress, ingress), (cfg.ports.admin, admin)):
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, cfg.address, port, reuse_address=True).start()
         runners.append(runner)
