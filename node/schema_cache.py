@@ -37,6 +37,7 @@ class SchemaCache:
         self._version = 0
         self._refreshing: asyncio.Task[Schema] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()  # set and replaced at every adopted change
 
     @property
     def current(self) -> Schema:
@@ -52,6 +53,14 @@ class SchemaCache:
         if version > self._version:
             self._schema = decode_schema(raw)
             self._version = version
+            self._changed.set()
+            self._changed = asyncio.Event()
+        return self._schema
+
+    async def wait_for(self, version: int) -> Schema:
+        """The schema once this cache holds ``version`` or a later one."""
+        while self._version < version:
+            await self._changed.wait()
         return self._schema
 
     async def refresh(self) -> Schema:
