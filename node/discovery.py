@@ -52,6 +52,7 @@ ATTEMPT_TIMEOUT_S: Final = 10.0
 _RETRYABLE_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
 HTTP2: Final = "HTTP/2.0"
 HTTP11: Final = "HTTP/1.1"
+_NOT_HTTP2: Final = "did not answer as an HTTP/2 server"
 
 
 class DiscoveryError(SchemaError):
@@ -157,18 +158,20 @@ class DiscoveryClient:
                 f"error when calling '{_url(uri)}': no answer within {self._attempt_timeout_s:g}s",
                 retryable=True,
             )
-        except ProtocolViolation as error:
-            if use_http_11:
+        except (ConnectFailed, ConnectionLost, ProtocolViolation) as error:
+            # The transport reports an HTTP/1.x answer to our h2c preface as a failed connect
+            # naming it (it has no type of its own): Restate's META0014 advice fits it exactly.
+            if not use_http_11 and _NOT_HTTP2 in str(error):
                 return DiscoveryError(
-                    f"error when calling '{_url(uri)}': server possibly supports only HTTP/2, consider discovering "
-                    f"without --use-http1.1.\nReason: {error}"
+                    f"error when calling '{_url(uri)}': server possibly supports only HTTP1.1, consider "
+                    "discovery with --use-http1.1.",
+                    restate_code="META0014",
                 )
-            return DiscoveryError(
-                f"error when calling '{_url(uri)}': server possibly supports only HTTP1.1, consider discovery with "
-                "--use-http1.1.",
-                restate_code="META0014",
-            )
-        except (ConnectFailed, ConnectionLost) as error:
+            if isinstance(error, ProtocolViolation):
+                hint = "server possibly supports only HTTP/2, consider discovering without --use-http1.1.\nReason: "
+                return DiscoveryError(
+                    f"error when calling '{_url(uri)}': {hint if use_http_11 else ''}{error}"
+                )
             return DiscoveryError(
                 f"error when calling '{_url(uri)}': unable to reach the remote endpoint.\nReason: {error}",
                 retryable=True,
