@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 
-from metadata.errors import MetadataError
 from metadata.schema import SCHEMA_KEY, Schema, decode_schema
 from metadata.store import MetadataStore
 
@@ -95,6 +94,6 @@ class SchemaCache:
                         if change is not None:
                             self.offer(change.value, change.version)
                 return  # the store was closed
-            except MetadataError as error:
-                log.warning("schema watch failed, retrying", extra={"error": str(error)})
+            except Exception as error:  # any failure: the cache must keep following, reads refresh meanwhile
+                log.warning("schema watch failed, retrying", extra={"error": repr(error)})
             await asyncio.sleep(WATCH_RETRY_S)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,15 +35,6 @@ def catalog(module_asgi_servers: AsgiServers) -> AsgiServer:  # noqa: F811
 @pytest.fixture(scope="module")
 def garbage(module_asgi_servers: AsgiServers) -> AsgiServer:  # noqa: F811
     return module_asgi_servers.start(GARBAGE)
-
-
-@pytest.fixture
-def procs() -> Iterator[Procs]:
-    p = Procs()
-    try:
-        yield p
-    finally:
-        p.stop_all()
 
 
 async def register(apis: Apis, document: dict, prefix: str = "/v4") -> tuple[int, dict]:

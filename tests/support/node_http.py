@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from metadata import LocalMetadataStore
@@ -63,6 +65,17 @@ class Apis:
             return response.status, CIMultiDict(response.headers), await response.read()
 
 
+@asynccontextmanager
+async def served(app: web.Application, port: int | None = None) -> AsyncIterator[str]:
+    """``app`` on a loopback port (free unless given) while the block runs; yields its base URL."""
+    server = TestServer(app, host="127.0.0.1", port=port)
+    await server.start_server()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        await server.close()
+
+
 def run_apis(
     tmp_path: Path,
     body: Callable[[Apis], Awaitable[None]],
@@ -78,18 +91,15 @@ def run_apis(
         admin_app, ingress_app = web.Application(), web.Application()
         add_admin_routes(admin_app, store, ingress_url=ingress_url + "/", discovery=discovery)
         add_ingress_routes(ingress_app, store, recorder, rng=random.Random(11))
-        runners = []
         try:
-            for app, port in ((ingress_app, ingress_port), (admin_app, admin_port)):
-                runner = web.AppRunner(app, access_log=None)
-                runners.append(runner)
-                await runner.setup()
-                await web.TCPSite(runner, "127.0.0.1", port).start()
-            async with aiohttp.ClientSession() as session, asyncio.timeout(DEADLINE_S):
-                await body(Apis(f"http://127.0.0.1:{admin_port}", ingress_url, store, session, recorder))
+            async with (
+                served(ingress_app, ingress_port),
+                served(admin_app, admin_port) as admin_url,
+                aiohttp.ClientSession() as session,
+                asyncio.timeout(DEADLINE_S),
+            ):
+                await body(Apis(admin_url, ingress_url, store, session, recorder))
         finally:
-            for runner in reversed(runners):
-                await runner.cleanup()
             await store.close()
 
     asyncio.run(main())

@@ -15,7 +15,6 @@ from pathlib import Path
 import aiohttp
 import msgspec
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from metadata import LocalMetadataStore
 from metadata.schema import ServiceType, load_schema
@@ -23,6 +22,7 @@ from node.admin_api import SERVER_VERSION, add_admin_routes
 from node.discovery import Discovered, DiscoveryError
 from processor.ids import DeploymentId, InvocationId
 from processor.protocol.manifest import parse_manifest
+from tests.support.node_http import served
 
 from .sdk_schema import catalog_manifest
 
@@ -66,13 +66,10 @@ def serve(tmp_path: Path, body: Body) -> None:
             rng=random.Random(3),
             clock=lambda: NOW_MS,
         )
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
         try:
-            async with aiohttp.ClientSession() as session, asyncio.timeout(DEADLINE_S):
-                await body(session, f"http://127.0.0.1:{server.port}", discovery, store)
+            async with served(app) as base, aiohttp.ClientSession() as session, asyncio.timeout(DEADLINE_S):
+                await body(session, base, discovery, store)
         finally:
-            await server.close()
             await store.close()
 
     asyncio.run(main())

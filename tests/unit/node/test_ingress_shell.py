@@ -18,7 +18,6 @@ import aiohttp
 import msgspec
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from metadata import LocalMetadataStore
@@ -35,8 +34,9 @@ from node.ingress import (
 from node.schema_cache import SchemaCache
 from processor.core._model import Failure, Result, ServiceInvocation
 from processor.ids import AwakeableId, InvocationId
+from tests.support.node_http import served
 
-from .sdk_schema import catalog_schema
+from .sdk_schema import DEPLOYMENT_ID, catalog_schema
 
 NOW_MS = 1_795_317_414_503
 DEADLINE_S = 20.0
@@ -82,13 +82,10 @@ def serve(tmp_path: Path, body: Body, *, schema: Schema | None = None, **options
         submitter = FakeSubmitter()
         app = web.Application()
         add_ingress_routes(app, store, submitter, rng=random.Random(7), clock=lambda: NOW_MS, **options)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
         try:
-            async with aiohttp.ClientSession() as session, asyncio.timeout(DEADLINE_S):
-                await body(session, f"http://127.0.0.1:{server.port}", submitter, store)
+            async with served(app) as base, aiohttp.ClientSession() as session, asyncio.timeout(DEADLINE_S):
+                await body(session, base, submitter, store)
         finally:
-            await server.close()
             await store.close()
 
     asyncio.run(main())
@@ -284,22 +281,27 @@ def test_a_service_registered_a_moment_ago_is_found(tmp_path: Path):
             ingress = Ingress(cache, submitter, rng=random.Random(1), clock=lambda: NOW_MS)
             app = web.Application()
             app.add_routes(ingress.routes())
-            server = TestServer(app, host="127.0.0.1")
-            await server.start_server()
-            base = f"http://127.0.0.1:{server.port}"
-            async with aiohttp.ClientSession() as session, asyncio.timeout(DEADLINE_S):
+            deployment = SCHEMA.deployments[DEPLOYMENT_ID]
+            counter = deployment.service("Counter")
+            assert counter is not None and [h.name for h in counter.handlers] == ["add", "get", "reset"]
+            only_add = msgspec.structs.replace(counter, handlers=counter.handlers[:1])
+            older = msgspec.structs.replace(
+                deployment,
+                services=tuple(only_add if s.name == "Counter" else s for s in deployment.services),
+            )
+            older_schema = msgspec.structs.replace(SCHEMA, deployments={DEPLOYMENT_ID: older})
+            async with served(app) as base, aiohttp.ClientSession() as session, asyncio.timeout(DEADLINE_S):
                 status, _, _ = await fetch(session, "GET", f"{base}/Greeter/greet")
                 assert status == 404
-                only_greeter = msgspec.structs.replace(SCHEMA, active={"Greeter": SCHEMA.active["Greeter"]})
-                await store.put(SCHEMA_KEY, encode(only_greeter))
+                await store.put(SCHEMA_KEY, encode(older_schema))
                 status, _, _ = await fetch(session, "GET", f"{base}/Greeter/greet")
-                assert status == 200
-                # A handler that appears in a newer revision is found the same way.
+                assert status == 200  # an unknown service: the store was read again
+                status, _, _ = await fetch(session, "GET", f"{base}/Counter/k/get")
+                assert status == 404  # read again, still not there
                 await store.put(SCHEMA_KEY, encode(SCHEMA))
                 status, _, _ = await fetch(session, "GET", f"{base}/Counter/k/get")
-                assert status == 200
-                assert [c.target.service for c in submitter.calls] == ["Greeter", "Counter"]
-            await server.close()
+                assert status == 200  # an unknown handler of a known service: read again too
+                assert [c.target.handler for c in submitter.calls] == ["greet", "get"]
         finally:
             await store.close()
 
