@@ -38,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
@@ -177,7 +178,7 @@ def parse_register_request(content_type: str | None, body: bytes) -> RegisterReq
             raise _shape_error(f"`additional_headers` has an invalid HTTP header: {name!r}")
     _check_uri(uri)
     return RegisterRequest(
-        uri=uri,
+        uri=_normalized(uri),
         additional_headers=headers,
         metadata=_string_map(document, "metadata"),
         use_http_11=bool(_flag(document, "use_http_11")),
@@ -197,6 +198,12 @@ def _check_uri(uri: str) -> None:
         raise AdminError.invalid_field(
             "uri", f"durastate reaches deployments over http:// (h2c or HTTP/1.1) only, not {scheme}://"
         )
+
+
+def _normalized(uri: str) -> str:
+    """As Restate prints a URI: an empty path is "/" ("http://host:9080" -> "http://host:9080/")."""
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(path="/")) if not parts.path else uri
 
 
 # --- the API --------------------------------------------------------------------------------------------
@@ -371,7 +378,9 @@ def _deployment_id(text: str) -> str:
     try:
         return str(DeploymentId.parse(text))
     except BadId as bad:
-        raise AdminError(400, f"Invalid URL: {bad}") from None
+        raise AdminError(
+            400, f"Invalid URL: Cannot parse `deployment` with value `{text}`: {bad.reason}", text=True
+        ) from None
 
 
 def _service_not_found(name: str) -> AdminError:
@@ -408,7 +417,7 @@ def _later(what: str) -> Handler:
             try:
                 InvocationId.parse(request.match_info["invocation"])
             except BadId as bad:
-                raise AdminError(400, f"Invalid URL: {bad}") from None
+                raise AdminError.invalid_field("invocation_id", bad.reason) from None
         raise AdminError(501, f"{what} is not implemented yet by durastate")
 
     return later

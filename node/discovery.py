@@ -75,7 +75,8 @@ class Discovered:
 
 
 def _url(uri: str) -> str:
-    return uri.rstrip("/") + DISCOVERY_PATH
+    # Restate names the deployment's URI in these messages (not the /discover URL it called).
+    return uri
 
 
 def interpret(response: Response, uri: str, http_version: str) -> Discovered | DiscoveryError:

@@ -226,7 +226,7 @@ def parse_duration_ms(text: str) -> int:
     else:
         nanos = _friendly_nanos(body, text)
     if negative and nanos:
-        raise ValueError(f"'{text}' is negative: a delay must not be negative")
+        raise ValueError("negative signed durations cannot be converted to an unsigned duration")
     if nanos > _MAX_SECONDS * 10**9:
         raise ValueError(f"'{text}' is too large")
     return nanos // 10**6
@@ -259,6 +259,11 @@ def _friendly_nanos(body: str, text: str) -> int:
     fractional_seen = False
     while position < len(body):
         match = _FRIENDLY_PART.match(body, position)
+        if match is None and position == 0 and not body[:1].isdigit():
+            raise ValueError(
+                'failed to parse input in the "friendly" duration format: expected duration to start with a unit '
+                "value (a decimal integer) after an optional sign, but no integer was found"
+            )
         if match is None:
             raise ValueError(
                 f"'{text}' is not a duration: expected a number and a unit such as 2s, 500ms, 1h 30m"
@@ -366,10 +371,17 @@ Route = HealthRoute | ServiceRoute | OutputRoute | AwakeableRoute | UnsupportedR
 
 
 def _decode_segment(raw: str) -> str:
+    decoded = unquote_to_bytes(raw)
     try:
-        return unquote_to_bytes(raw).decode("utf-8")
+        return decoded.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise IngressError(400, f"bad path, cannot decode key: {error}") from None
+        # Worded as Restate's (Rust's FromUtf8Error, debug-printed).
+        length = "None" if error.reason == "unexpected end of data" else f"Some({error.end - error.start})"
+        detail = (
+            f"FromUtf8Error {{ bytes: [{', '.join(map(str, decoded))}], "
+            f"error: Utf8Error {{ valid_up_to: {error.start}, error_len: {length} }} }}"
+        )
+        raise IngressError(400, f"bad path, cannot decode key: {detail}") from None
 
 
 def _service_type(schema: Schema, name: str) -> ServiceType:

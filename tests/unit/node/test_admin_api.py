@@ -185,7 +185,10 @@ def test_register_list_and_describe(tmp_path: Path):
             status, _, reply = await call(session, "GET", base + path)
             assert (status, json.loads(reply)) == (404, {"message": message, "restate_code": None}), path
         status, _, reply = await call(session, "GET", f"{base}/v4/deployments/garbage")
-        assert status == 400 and "bad deployment id 'garbage'" in json.loads(reply)["message"]
+        assert (status, reply) == (
+            400,
+            b"Invalid URL: Cannot parse `deployment` with value `garbage`: bad format",
+        )
 
     serve(tmp_path, body)
 
@@ -354,7 +357,7 @@ def test_later_routes_answer_501(tmp_path: Path):
         status, _, reply = await call(session, "PATCH", f"{base}/v4/invocations/garbage/kill")
         assert (status, json.loads(reply)["message"]) == (
             400,
-            "Invalid URL: bad invocation id 'garbage': bad format",
+            "The request field 'invocation_id' is invalid. Reason: bad format",
         )
         status, _, reply = await call(session, "PUT", f"{base}/v4/deployments/dp_10000000000000000000001")
         assert (status, json.loads(reply)["message"]) == (

@@ -143,16 +143,23 @@ def test_routes(path, route):
         ("/restate/invocation/Counter/k/add/attach", 400, BAD_INVOCATION_PATH),  # keyed: the key comes first
         ("/restate/workflow/Signup/k", 400, BAD_WORKFLOW_PATH),
         ("/restate/scope/s1/call/Greeter/greet", 400, "scoped invocations require vqueues to be enabled"),
-        ("/Counter/%FF/add", 400, None),
+        (
+            "/Counter/%FF/add",
+            400,
+            "bad path, cannot decode key: FromUtf8Error { bytes: [255], error: Utf8Error "
+            "{ valid_up_to: 0, error_len: Some(1) } }",
+        ),
+        (
+            "/Counter/a%C3/add",
+            400,
+            "bad path, cannot decode key: FromUtf8Error { bytes: [97, 195], error: "
+            "Utf8Error { valid_up_to: 1, error_len: None } }",
+        ),
     ],
 )
 def test_bad_paths(path, status, message):
     error = error_of(parse_path, path, SCHEMA)
-    assert error.status == status
-    if message is not None:
-        assert error.message == message
-    else:
-        assert error.message.startswith("bad path, cannot decode key: ")
+    assert (error.status, error.message) == (status, message)
 
 
 def test_awakeable_ids_are_checked_after_the_method():
@@ -200,15 +207,16 @@ def test_durations(text, ms):
     ("text", "why"),
     [
         ("", "not a duration"),
-        ("soon", "not a duration"),
+        ("soon", "expected duration to start with a unit value"),
+        ("1s soon", "not a duration"),
         ("2x", "unknown unit"),
         ("1y", "years or months"),
         ("2 months", "years or months"),
         ("P1M", "years or months"),
         ("P1Y2D", "years or months"),
         ("PT", "not an ISO 8601 duration"),
-        ("-2s", "negative"),
-        ("2s ago", "negative"),
+        ("-2s", "negative signed durations cannot be converted to an unsigned duration"),
+        ("2s ago", "negative signed"),
         ("1s 2m", "largest to smallest"),
         ("1m 1m", "largest to smallest"),
         ("1.5m 2s", "largest to smallest"),

@@ -187,10 +187,10 @@ def test_refusals(tmp_path: Path):
             ("POST", "/Internal/ping", 400, "the invoked service is not public"),
             (
                 "GET",
-                "/Greeter/greet/send?delay=soon",
+                "/Greeter/greet/send?delay=-1s",
                 400,
                 "bad delay query parameter, must be a ISO8601 "
-                "duration: 'soon' is not a duration: expected a number and a unit such as 2s, 500ms, 1h 30m",
+                "duration: negative signed durations cannot be converted to an unsigned duration",
             ),
             ("POST", "/restate/health", 405, "method not allowed"),
         ]
