@@ -19,7 +19,8 @@ Routes served: ``/{Service}/{handler}``, ``/{Object|Workflow}/{key}/{handler}``,
 ``/send[?delay=]``, 1.7's ``/restate/call|send/…`` forms, and ``GET /restate/health``
 (``{"services":[…]}``). ``/restate/invocation/…``, ``/restate/workflow/…`` (attach/output) and
 ``/restate/awakeables/…`` are parsed and checked (bad ids, methods) and then answered by
-``IssueTenRoutes``, which says 501 until issue 10 implements them.
+``IssueTenRoutes``, which says 501 until issue 10 implements them. Like Restate's ingress, every
+origin may call it from a browser (CORS: the origin, method and headers asked for are allowed).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from node.ingress_rules import (
     check_awakeable,
     check_method,
     check_output_method,
+    cors_headers,
+    cors_preflight,
     method_not_allowed,
     not_implemented,
     parse_path,
@@ -143,11 +146,19 @@ class Ingress:
         return [web.route("*", "/{tail:.*}", self.handle)]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        try:
-            reply = await self._handle(request)
-        except IngressError as error:
-            reply = render_error(error)
-        return web.Response(status=reply.status, headers=reply.headers, body=reply.body)
+        origin = request.headers.get("origin")
+        asked_method = request.headers.get("access-control-request-method")
+        if request.method == "OPTIONS" and origin is not None and asked_method is not None:
+            reply = cors_preflight(
+                origin, asked_method, request.headers.get("access-control-request-headers")
+            )
+        else:
+            try:
+                reply = await self._handle(request)
+            except IngressError as error:
+                reply = render_error(error)
+        headers = (*reply.headers, *cors_headers(origin))
+        return web.Response(status=reply.status, headers=headers, body=reply.body)
 
     async def _handle(self, request: web.Request) -> Reply:
         path, _, query = request.raw_path.partition("?")

@@ -777,5 +777,22 @@ def render_send(outcome: SendOutcome) -> Reply:
     return Reply(202, (("content-type", APPLICATION_JSON), (X_RESTATE_ID, invocation_id)), _json(document))
 
 
+_CORS_VARY: Final = ("vary", "origin, access-control-request-method, access-control-request-headers")
+
+
+def cors_headers(origin: str | None) -> tuple[tuple[str, str], ...]:
+    """Added to every reply: Restate's ingress lets any origin call it, with credentials."""
+    headers = (_CORS_VARY, ("access-control-allow-credentials", "true"))
+    return headers if origin is None else (*headers, ("access-control-allow-origin", origin))
+
+
+def cors_preflight(origin: str, method: str, request_headers: str | None) -> Reply:
+    """The answer to a browser's preflight ``OPTIONS``: what it asks for is allowed."""
+    headers = [("access-control-allow-methods", method)]
+    if request_headers is not None:
+        headers.append(("access-control-allow-headers", request_headers))
+    return Reply(200, tuple(headers), b"")
+
+
 def render_health(service_names: Iterable[str]) -> Reply:
     return Reply(200, (("content-type", APPLICATION_JSON),), _json({"services": list(service_names)}))

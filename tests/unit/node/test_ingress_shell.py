@@ -336,3 +336,34 @@ def test_both_methods_invoke(tmp_path: Path, method: str):
         assert status == 200 and submitter.calls[0].argument == b'"x"'
 
     serve(tmp_path, body, schema=SCHEMA)
+
+
+def test_browsers_may_call_from_any_origin(tmp_path: Path):
+    """CORS as Restate's ingress answers it: preflights allowed as asked, the origin mirrored."""
+
+    async def body(session, base, submitter, store):
+        preflight = {
+            "origin": "http://app.example",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type,idempotency-key",
+        }
+        status, headers, reply = await fetch(session, "OPTIONS", f"{base}/Greeter/greet", headers=preflight)
+        assert (status, reply) == (200, b"")
+        assert headers["access-control-allow-origin"] == "http://app.example"
+        assert headers["access-control-allow-methods"] == "POST"
+        assert headers["access-control-allow-headers"] == "content-type,idempotency-key"
+        assert headers["access-control-allow-credentials"] == "true"
+        assert submitter.calls == []
+
+        status, headers, _ = await fetch(
+            session, "GET", f"{base}/Greeter/greet", headers={"origin": "http://a.b"}
+        )
+        assert status == 200 and headers["access-control-allow-origin"] == "http://a.b"
+        assert headers["vary"] == "origin, access-control-request-method, access-control-request-headers"
+        status, headers, _ = await fetch(session, "GET", f"{base}/Nope/x")
+        assert status == 404 and "access-control-allow-origin" not in headers
+        assert headers["access-control-allow-credentials"] == "true"
+        status, _, _ = await fetch(session, "OPTIONS", f"{base}/Greeter/greet")
+        assert status == 405  # not a preflight: an ordinary request with a method the ingress refuses
+
+    serve(tmp_path, body, schema=SCHEMA)
