@@ -47,6 +47,7 @@ from node.ingress_rules import (
     Route,
     SendOutcome,
     ServiceRoute,
+    UnknownName,
     UnsupportedRoute,
     body_too_large,
     build_invocation,
@@ -178,26 +179,29 @@ class Ingress:
         return await self._invoke(route, request, path, query)
 
     async def _route(self, path: str) -> Route:
+        seen = self.schemas.version
         try:
             return parse_path(path, self.schemas.current)
-        except IngressError as error:
-            if error.status != 404 or (schema := await self._newer_schema()) is None:
+        except UnknownName:
+            if (schema := await self._newer_schema(seen)) is None:
                 raise
             return parse_path(path, schema)
 
-    async def _newer_schema(self) -> Schema | None:
-        """A name was not found: it may have been registered a moment ago, before the watch told
-        us. Read the store; the newer schema if there is one."""
-        before = self.schemas.version
+    async def _newer_schema(self, seen: int) -> Schema | None:
+        """A name was not found in schema version ``seen``: it may have been registered a moment
+        ago, before the watch told us. Read the store; the newer schema if there is one."""
         schema = await self.schemas.refresh()
-        return schema if self.schemas.version != before else None
+        return schema if self.schemas.version != seen else None
 
     async def _invoke(self, route: ServiceRoute, request: web.Request, path: str, query: str) -> Reply:
         headers = request.raw_headers
-        schema = self.schemas.current
-        if schema.handler(route.service, route.handler) is None:
-            schema = await self._newer_schema() or schema
-        resolved = resolve_handler(route, schema, headers)
+        seen = self.schemas.version
+        try:
+            resolved = resolve_handler(route, self.schemas.current, headers)
+        except UnknownName:
+            if (schema := await self._newer_schema(seen)) is None:
+                raise
+            resolved = resolve_handler(route, schema, headers)
         check_method(request.method)
         body = await self._read_body(request)
         ingress_request = IngressRequest(request.method, path, query, headers, body)

@@ -115,14 +115,18 @@ def method_not_allowed() -> IngressError:
     return IngressError(405, "method not allowed")
 
 
+class UnknownName(IngressError):
+    """A service or handler the schema does not have (404): maybe registered a moment ago."""
+
+
 def service_not_found(service: str) -> IngressError:
-    return IngressError(
+    return UnknownName(
         404, f"service '{service}' not found, make sure to register the service before calling it."
     )
 
 
 def handler_not_found(service: str, handler: str) -> IngressError:
-    return IngressError(
+    return UnknownName(
         404,
         f"the service '{service}' exists, but the handler '{handler}' was not found, check that the handler "
         "exists in the latest registered service version.",
