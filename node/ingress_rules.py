@@ -559,9 +559,12 @@ def compute_retention(service: Service, handler: Handler, has_idempotency_key: b
     return journal, journal
 
 
+_VISIBLE_ASCII = re.compile(rb"[\t\x20-\x7e]*")
+
+
 def _header_text(name: str, raw: bytes) -> str:
     # Restate reads headers with http's to_str(): visible ASCII and tabs only.
-    if any(not (32 <= b < 127 or b == 9) for b in raw):
+    if _VISIBLE_ASCII.fullmatch(raw) is None:
         raise IngressError(400, f"bad header {name}: ToStrError {{ _priv: () }}")
     return raw.decode("ascii")
 
