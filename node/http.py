@@ -1,13 +1,17 @@
-"""The ingress (:8080) and admin (:9070) HTTP servers: health, and metrics on the admin port.
-Both listen behind node/http_guard.py's connection cap and request-head timeout."""
+"""The ingress (:8080) and admin (:9070) HTTP servers: the ingress API (node.ingress), the admin API
+(node.admin_api) with the node's health as its ``/health``, and metrics on the admin port. Both
+listen behind node/http_guard.py's connection cap and request-head timeout."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from metadata.store import MetadataStore
 from node import metrics
+from node.admin_api import add_admin_routes
 from node.config import NodeConfig
 from node.http_guard import HEADER_TIMEOUT_S, GuardedSite, HttpLimits, default_max_connections
+from node.ingress import Submitter, add_ingress_routes
 from node.log_role import LogRole
 
 
@@ -29,21 +33,24 @@ def _app(cfg: NodeConfig, log_role: LogRole, routes: list[web.RouteDef]) -> web.
     return app
 
 
-async def start_http_servers(cfg: NodeConfig, log_role: LogRole) -> list[web.AppRunner]:
+async def start_http_servers(
+    cfg: NodeConfig, log_role: LogRole, store: MetadataStore, submitter: Submitter | None = None
+) -> list[web.AppRunner]:
     """Start ingress then admin; the caller calls this only once the node is ready."""
 
     async def metrics_handler(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(log_role), content_type="text/plain", charset="utf-8")
 
+    ingress = _app(cfg, log_role, [])
+    add_ingress_routes(ingress, store, submitter)
+    admin = _app(cfg, log_role, [web.get("/metrics", metrics_handler)])
+    add_admin_routes(admin, store, ingress_url=f"http://{cfg.address}:{cfg.ports.ingress}/", health=_health)
     runners = []
     limits = HttpLimits(default_max_connections())
-    for name, port, routes in (
-        ("http-ingress", cfg.ports.ingress, [web.get("/restate/health", _health)]),
-        ("http-admin", cfg.ports.admin, [web.get("/health", _health), web.get("/metrics", metrics_handler)]),
-    ):
+    for name, port, app in (("http-ingress", cfg.ports.ingress, ingress), ("http-admin", cfg.ports.admin, admin)):
         # An idle kept-alive connection, or one slow with its next request head, closes as fast
         # as a new connection that is slow with its first.
-        runner = web.AppRunner(_app(cfg, log_role, routes), access_log=None, keepalive_timeout=HEADER_TIMEOUT_S)
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=HEADER_TIMEOUT_S)
         await runner.setup()
         site = GuardedSite(
             runner, cfg.address, port, limits, lambda reason, name=name: metrics.EDGE.count(name, reason)

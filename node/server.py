@@ -172,7 +172,7 @@ async def run(cfg: NodeConfig, stop: asyncio.Event | None = None) -> None:
         servicer = NodeServicer(cfg, metadata.store, generation, metadata.leader, log_role)
         server, _health = await start_grpc_server(cfg, servicer)
         stack.push_async_callback(server.stop, 2.0)
-        for runner in await start_http_servers(cfg, log_role):
+        for runner in await start_http_servers(cfg, log_role, metadata.store):
             stack.push_async_callback(runner.cleanup)
         log.info(
             "node ready",

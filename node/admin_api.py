@@ -1,0 +1,457 @@
+"""The admin HTTP API (:9070): deployments and services, as Restate 1.7's admin serves them to its
+CLI and UI (restate-protocol.md §7; crates/admin/src/rest_api, crates/admin/src/service.rs).
+
+Versioning. The same routes are served unprefixed and under ``/v2``, ``/v3`` and ``/v4``; ``/v1``
+is refused (400, text) as on the real server. ``GET /version`` reports ``SERVER_VERSION``,
+``1.7.12+durastate.<our version>``: the CLI parses it as semver and compares by precedence,
+which ignores the ``+…`` build metadata, so it treats us as 1.7.12 (it needs >= 1.5 for the
+invocation queries it sends) while the string still says what answers.
+
+Deployments. ``POST /deployments`` discovers the deployment (``node.discovery``: h2c by
+default, HTTP/1.1 with ``use_http_11``) and registers it in the schema, which lives in the
+metadata store under ``schema`` and changes only by compare-and-set (``metadata.schema``):
+
+* ``force`` defaults to true on ``/v2`` and false elsewhere; without it a deployment already
+  registered at that address is returned unchanged without calling discovery (200; 409 on
+  ``/v2``), with it the deployment is overwritten in place (same id; 200, 201 on ``/v2``); a new
+  address is a new deployment (201). ``location: deployments/{id}``.
+* ``dry_run`` runs discovery and the registration rules and writes nothing.
+* A discovery failure is 500 ``{"message":"[META0003] …","restate_code":"META0003"}`` (other
+  codes per ``node.discovery``) and nothing is registered.
+* A body that is not JSON is 400; JSON of the wrong shape 422; no JSON content type 415
+  (axum's answers on the real server).
+
+Errors are ``{"message": …, "restate_code": …}`` (with ``[CODE] `` before the message and the
+docs link after it when there is a code, Restate's "decorated" form).
+
+Not served yet (issue 10): deployment removal and update, service configuration changes,
+invocation cancel/kill/purge/pause/resume/restart, and ``/query``; they answer 501 with a
+message, in ``_later_routes``, so each can be filled in without touching the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from aiohttp import web
+
+from metadata.errors import MetadataError
+from metadata.schema import (
+    Deployment,
+    RegisterOutcome,
+    Registration,
+    SchemaError,
+    deployment_detail_json,
+    deployments_json,
+    handler_json,
+    load_schema,
+    register,
+    register_deployment,
+    registration_json,
+    service_detail_json,
+    service_json,
+    services_json,
+)
+from metadata.store import MetadataStore
+from node.discovery import Discovered, DiscoveryClient
+from processor.ids import BadId, DeploymentId, InvocationId
+
+DURASTATE_VERSION: Final = "0.1.0"
+# What we are compatible with, then who we are (semver build metadata, ignored by the CLI's checks).
+SERVER_VERSION: Final = f"1.7.12+durastate.{DURASTATE_VERSION}"
+MIN_ADMIN_API_VERSION: Final = 2
+MAX_ADMIN_API_VERSION: Final = 4
+UNVERSIONED: Final = 0  # the unprefixed routes (Restate's AdminApiVersion::Unknown)
+# Experimental features the CLI and UI look at; durastate runs none of them.
+FEATURES: Final = {"protocol_v7": False, "vqueues": False}
+_DOCS: Final = "For more details, look at the docs with https://restate.dev/doc/errors/{code}"
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Discoverer(Protocol):
+    async def discover(
+        self, uri: str, *, use_http_11: bool = False, headers: Mapping[str, str] | None = None
+    ) -> Discovered: ...
+
+
+class AdminError(Exception):
+    """An admin refusal: ``{"message", "restate_code"}`` with ``status`` (or plain text if ``text``)."""
+
+    def __init__(
+        self, status: int, message: str, restate_code: str | None = None, *, text: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.restate_code = restate_code
+        self.text = text
+
+    @classmethod
+    def from_schema(cls, error: SchemaError) -> AdminError:
+        message = str(error)
+        if error.restate_code is not None:
+            message = f"[{error.restate_code}] {message}. {_DOCS.format(code=error.restate_code)}"
+        return cls(error.status, message, error.restate_code)
+
+    @classmethod
+    def invalid_field(cls, name: str, reason: str) -> AdminError:
+        return cls(400, f"The request field '{name}' is invalid. Reason: {reason}")
+
+    def response(self) -> web.Response:
+        if self.text:
+            return web.Response(status=self.status, text=self.message)
+        return _json({"message": self.message, "restate_code": self.restate_code}, self.status)
+
+
+def _json(document: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    body = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    return web.Response(status=status, body=body.encode(), content_type="application/json", headers=headers)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# --- POST /deployments request body -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterRequest:
+    uri: str
+    additional_headers: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    use_http_11: bool = False
+    breaking: bool = False
+    force: bool | None = None  # None: the API version's default
+    dry_run: bool = False
+
+
+def _shape_error(detail: str) -> AdminError:
+    return AdminError(422, f"Failed to deserialize the JSON body into the target type: {detail}", text=True)
+
+
+def _string_map(document: Mapping[str, Any], name: str) -> dict[str, str]:
+    value = document.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise _shape_error(f"`{name}` must be an object of strings")
+    return dict(value)
+
+
+def _flag(document: Mapping[str, Any], name: str) -> bool | None:
+    value = document.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise _shape_error(f"`{name}` must be a boolean")
+    return value
+
+
+def parse_register_request(content_type: str | None, body: bytes) -> RegisterRequest:
+    """The body of ``POST /deployments``, or the ``AdminError`` the real server would answer."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if not (media == "application/json" or (media.startswith("application/") and media.endswith("+json"))):
+        raise AdminError(415, "Expected request with `Content-Type: application/json`", text=True)
+    try:
+        document = json.loads(body)
+    except ValueError as error:
+        raise AdminError(400, f"Failed to parse the request body as JSON: {error}", text=True) from None
+    if not isinstance(document, dict):
+        raise _shape_error("expected a JSON object")
+    if "uri" not in document and "arn" in document:
+        raise AdminError.invalid_field("arn", "Lambda deployments are not supported by durastate")
+    uri = document.get("uri")
+    if not isinstance(uri, str):
+        raise _shape_error("missing field `uri` (a string)")
+    headers = _string_map(document, "additional_headers")
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
+            raise _shape_error(f"`additional_headers` has an invalid HTTP header: {name!r}")
+    _check_uri(uri)
+    return RegisterRequest(
+        uri=_normalized(uri),
+        additional_headers=headers,
+        metadata=_string_map(document, "metadata"),
+        use_http_11=bool(_flag(document, "use_http_11")),
+        breaking=bool(_flag(document, "breaking")),
+        force=_flag(document, "force"),
+        dry_run=bool(_flag(document, "dry_run")),
+    )
+
+
+def _check_uri(uri: str) -> None:
+    scheme, separator, rest = uri.partition("://")
+    if not separator or not scheme or not rest or rest.startswith("/"):
+        raise AdminError.invalid_field(
+            "uri", f"The provided uri {uri} is not absolute, only absolute URIs can be used."
+        )
+    if scheme.lower() != "http":
+        raise AdminError.invalid_field(
+            "uri", f"durastate reaches deployments over http:// (h2c or HTTP/1.1) only, not {scheme}://"
+        )
+
+
+def _normalized(uri: str) -> str:
+    """As Restate prints a URI: an empty path is "/" ("http://host:9080" -> "http://host:9080/")."""
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(path="/")) if not parts.path else uri
+
+
+# --- the API --------------------------------------------------------------------------------------------
+
+
+class AdminApi:
+    """The admin routes over one metadata store; ``routes()`` are mounted on the admin app."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        *,
+        ingress_url: str,
+        discovery: Discoverer | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], int] = _now_ms,
+        health: Handler | None = None,
+    ) -> None:
+        self._store = store
+        self._ingress_url = ingress_url
+        self._discovery = discovery or DiscoveryClient()
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self._clock = clock
+        self._health = health
+
+    def routes(self) -> list[web.RouteDef]:
+        routes = []
+        for version in (UNVERSIONED, *range(MIN_ADMIN_API_VERSION, MAX_ADMIN_API_VERSION + 1)):
+            prefix = f"/v{version}" if version else ""
+            for method, path, handler in self._versioned(version):
+                routes.append(web.route(method, prefix + path, _guarded(handler)))
+        routes += [
+            web.route("*", "/v1", self._v1),
+            web.route("*", "/v1/{tail:.*}", self._v1),
+        ]
+        return routes
+
+    def _versioned(self, version: int) -> list[tuple[str, str, Handler]]:
+        async def create(request: web.Request) -> web.StreamResponse:
+            return await self._create_deployment(request, version)
+
+        return [
+            ("GET", "/version", self._version),
+            ("GET", "/health", self._health or _empty_ok),
+            ("GET", "/deployments", self._list_deployments),
+            ("POST", "/deployments", create),
+            ("GET", "/deployments/{deployment}", self._get_deployment),
+            ("GET", "/services", self._list_services),
+            ("GET", "/services/{service}", self._get_service),
+            ("GET", "/services/{service}/handlers", self._list_handlers),
+            ("GET", "/services/{service}/handlers/{handler}", self._get_handler),
+            *_later_routes(version),
+        ]
+
+    async def _v1(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            status=400,
+            text=f"Unsupported Admin API version V1. This server supports versions between "
+            f"V{MIN_ADMIN_API_VERSION} and V{MAX_ADMIN_API_VERSION}.",
+        )
+
+    async def _version(self, request: web.Request) -> web.StreamResponse:
+        return _json(
+            {
+                "version": SERVER_VERSION,
+                "min_admin_api_version": MIN_ADMIN_API_VERSION,
+                "max_admin_api_version": MAX_ADMIN_API_VERSION,
+                "ingress_endpoint": self._ingress_url,
+                "features": FEATURES,
+            }
+        )
+
+    # --- deployments ---
+
+    async def _create_deployment(self, request: web.Request, version: int) -> web.StreamResponse:
+        wanted = parse_register_request(request.headers.get("content-type"), await request.read())
+        force = wanted.force if wanted.force is not None else version == 2
+        schema = await load_schema(self._store)
+        existing = None if force else schema.find_deployment(wanted.uri, wanted.additional_headers)
+        if existing is not None:
+            # Restate does not even call discovery for an address it already has.
+            return _registered(Registration(schema, existing, RegisterOutcome.UNCHANGED), version)
+        try:
+            discovered = await self._discovery.discover(
+                wanted.uri, use_http_11=wanted.use_http_11, headers=wanted.additional_headers
+            )
+        except ValueError as bad_uri:  # the transport refuses the URI (e.g. no host)
+            if isinstance(bad_uri, SchemaError):
+                raise
+            raise AdminError.invalid_field("uri", str(bad_uri)) from None
+        now = self._clock()
+        manifest = discovered.manifest
+        deployment = Deployment(
+            id=str(DeploymentId.random(self._rng, now)),
+            uri=wanted.uri,
+            protocol_type=manifest.protocol_mode,
+            http_version=discovered.http_version,
+            created_at_ms=now,
+            min_protocol_version=manifest.min_protocol_version,
+            max_protocol_version=manifest.max_protocol_version,
+            sdk_version=discovered.sdk_version,
+            additional_headers=wanted.additional_headers,
+            metadata=wanted.metadata,
+            services=manifest.services,
+        )
+        if wanted.dry_run:
+            registration = register(schema, deployment, force=force, breaking=wanted.breaking)
+        else:
+            registration = await register_deployment(
+                self._store, deployment, force=force, breaking=wanted.breaking
+            )
+        return _registered(registration, version)
+
+    async def _list_deployments(self, request: web.Request) -> web.StreamResponse:
+        return _json(deployments_json(await load_schema(self._store)))
+
+    async def _get_deployment(self, request: web.Request) -> web.StreamResponse:
+        deployment_id = _deployment_id(request.match_info["deployment"])
+        detail = deployment_detail_json(await load_schema(self._store), deployment_id)
+        if detail is None:
+            raise AdminError(404, f"The requested deployment '{deployment_id}' does not exist")
+        return _json(detail)
+
+    # --- services and handlers ---
+
+    async def _list_services(self, request: web.Request) -> web.StreamResponse:
+        return _json(services_json(await load_schema(self._store)))
+
+    async def _get_service(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["service"]
+        detail = service_detail_json(await load_schema(self._store), name)
+        if detail is None:
+            raise _service_not_found(name)
+        return _json(detail)
+
+    async def _list_handlers(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["service"]
+        schema = await load_schema(self._store)
+        deployment, service = schema.deployment_for_service(name), schema.service(name)
+        if deployment is None or service is None:
+            raise _service_not_found(name)
+        return _json({"handlers": service_json(service, deployment)["handlers"]})
+
+    async def _get_handler(self, request: web.Request) -> web.StreamResponse:
+        name, handler_name = request.match_info["service"], request.match_info["handler"]
+        schema = await load_schema(self._store)
+        deployment, service = schema.deployment_for_service(name), schema.service(name)
+        handler = None if service is None else service.handler(handler_name)
+        if deployment is None or service is None or handler is None:
+            raise AdminError(
+                404, f"The requested handler '{handler_name}' on service '{name}' does not exist"
+            )
+        return _json(handler_json(service, handler, deployment))
+
+
+def _registered(registration: Registration, version: int) -> web.StreamResponse:
+    deployment_id = registration.deployment.id
+    current = version == UNVERSIONED or version >= 3
+    match registration.outcome:
+        case RegisterOutcome.CREATED:
+            status = 201
+        case RegisterOutcome.UNCHANGED if not current:
+            raise AdminError(409, f"Conflict: deployment {deployment_id} already exists")
+        case RegisterOutcome.OVERWRITTEN if not current:
+            status = 201
+        case _:
+            status = 200
+    return _json(registration_json(registration), status, {"location": f"deployments/{deployment_id}"})
+
+
+def _deployment_id(text: str) -> str:
+    try:
+        return str(DeploymentId.parse(text))
+    except BadId as bad:
+        raise AdminError(
+            400, f"Invalid URL: Cannot parse `deployment` with value `{text}`: {bad.reason}", text=True
+        ) from None
+
+
+def _service_not_found(name: str) -> AdminError:
+    return AdminError(404, f"The requested service '{name}' does not exist")
+
+
+async def _empty_ok(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=200)
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Turn refusals into the admin's error replies."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except AdminError as error:
+            return error.response()
+        except SchemaError as error:
+            return AdminError.from_schema(error).response()
+        except MetadataError as error:
+            # Not applied, or unknown whether applied: the client re-reads (GET) before retrying.
+            return AdminError(503, f"the metadata store could not serve the request: {error}").response()
+
+    return guarded
+
+
+# --- not served yet (issue 10) ---------------------------------------------------------------------------
+
+
+def _later(what: str) -> Handler:
+    async def later(request: web.Request) -> web.StreamResponse:
+        if "invocation" in request.match_info:
+            try:
+                InvocationId.parse(request.match_info["invocation"])
+            except BadId as bad:
+                raise AdminError.invalid_field("invocation_id", bad.reason) from None
+        raise AdminError(501, f"{what} is not implemented yet by durastate")
+
+    return later
+
+
+_INVOCATION_ACTIONS: Final = ("cancel", "kill", "purge", "pause", "resume", "restart-as-new", "purge-journal")
+
+
+def _later_routes(version: int) -> list[tuple[str, str, Handler]]:
+    routes: list[tuple[str, str, Handler]] = [
+        ("DELETE", "/deployments/{deployment}", _later("removing a deployment")),
+        ("PATCH", "/deployments/{deployment}", _later("updating a deployment")),
+        ("PATCH", "/services/{service}", _later("changing a service's configuration")),
+        ("POST", "/services/{service}/state", _later("editing state")),
+        ("DELETE", "/invocations/{invocation}", _later("deleting an invocation")),
+        ("POST", "/query", _later("the SQL query endpoint")),
+    ]
+    routes += [
+        ("PATCH", f"/invocations/{{invocation}}/{action}", _later(f"the invocation action '{action}'"))
+        for action in _INVOCATION_ACTIONS
+    ]
+    if version == UNVERSIONED or version >= 3:
+        routes.append(("PUT", "/deployments/{deployment}", _deprecated_put))
+    else:
+        routes.append(("PUT", "/deployments/{deployment}", _later("updating a deployment")))
+    return routes
+
+
+async def _deprecated_put(request: web.Request) -> web.StreamResponse:
+    raise AdminError(405, "PUT deployment is deprecated, use PATCH instead")
+
+
+def add_admin_routes(app: web.Application, store: MetadataStore, **options: Any) -> AdminApi:
+    """Mount the admin API on ``app``; ``options`` go to ``AdminApi`` (``ingress_url`` required)."""
+    api = AdminApi(store, **options)
+    app.add_routes(api.routes())
+    return api
