@@ -82,7 +82,8 @@ class Runner:
         self._begun = False
         self._stream: Stream | None = None
         self._out = bytearray()
-        self._close = False
+        self._close = False  # the core asked to end the request stream
+        self._request_ended = False
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._failed = False  # ended by a failure: reset, do not drain
@@ -210,6 +211,9 @@ class Runner:
         early, self._early = self._early, []
         for inp in early:
             self._feed(inp)
+        # The replay goes out right behind the request's HEADERS (one socket write for both,
+        # and with the end of the request in request/response mode) when it fits the window.
+        await self._write_pending(stream)
         writer = asyncio.create_task(self._write(stream))
         try:
             await self._read(stream, drain_timeout_s)
@@ -225,7 +229,8 @@ class Runner:
             while not self._failed and not self.aborted:
                 if self._over is not None:
                     # Cleanly over: let the SDK finish its response, but not for ever.
-                    await asyncio.wait_for(self._drain(stream), drain_timeout_s)
+                    async with asyncio.timeout(drain_timeout_s):
+                        await self._drain(stream)
                     return
                 chunk = await stream.receive()
                 if chunk is None:
@@ -247,22 +252,29 @@ class Runner:
             pass
 
     async def _write(self, stream: Stream) -> None:
+        while not self._failed and not self.aborted and not self._request_ended:
+            if not await self._write_pending(stream):
+                self._wake.clear()
+                await self._wake.wait()
+
+    async def _write_pending(self, stream: Stream) -> bool:
+        """Write what the core handed out, then end the request if it asked; False if idle."""
         try:
-            while not self._failed and not self.aborted:
-                if self._out:
-                    data = bytes(self._out)
-                    self._out.clear()
-                    await stream.send(data)
-                elif self._close:
-                    await stream.end()
-                    return
-                else:
-                    self._wake.clear()
-                    await self._wake.wait()
+            if self._out:
+                data = bytes(self._out)
+                self._out.clear()
+                await stream.send(data)
+                return True
+            if self._close and not self._request_ended:
+                self._request_ended = True
+                await stream.end()
+                return True
         except StreamStateError:
-            pass
+            self._failed = True  # reset: nothing more can be written
         except TransportError as error:
             self._feed(StreamFailed(str(error), maybe_processed=not isinstance(error, NotProcessed)))
+            self._failed = True
+        return False
 
 
 class RunnerOwner(Protocol):

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 from urllib.parse import quote
 
-from metadata.schema import ProtocolType, Schema
+from metadata.schema import Handler, ProtocolType, Schema, Service
 from processor.core import (
     AbortAttempt,
     AckRunCompletion,
@@ -158,6 +158,7 @@ class _Invocation:
     policy: RetryPolicy | None = None
     proposals: set[asyncio.Future[None]] = field(default_factory=set)
     unapplied: bool = False  # some proposal was committed since the last fence
+    debug_id: str = ""
 
     @property
     def idle(self) -> bool:
@@ -186,6 +187,9 @@ class Invoker:
         self._wall_ms = wall_clock_ms
         self._resolve = call_resolver(schema)
         self._invocations: dict[bytes, _Invocation] = {}
+        self._endpoints: dict[tuple[str, bool], tuple[Endpoint, str]] = {}
+        self._settings_of: Schema | None = None
+        self._settings_cache: dict[tuple[str, str | None, str | None], HandlerSettings] = {}
         self._running = False
         self.stats = InvokerStats()
 
@@ -307,7 +311,7 @@ class Invoker:
         if service is None:  # the pinned deployment is gone: the latest one's settings still apply
             service = schema.service(target.service)
             handler = None if service is None else service.handler(target.handler)
-        settings = handler_settings(service, handler, self.config.defaults)
+        settings = self._settings(schema, invocation.deployment_id, service, handler)
         inv.policy = settings.retry
         if deployment is None or deployment.service(target.service) is None:
             return AttemptError(
@@ -345,7 +349,9 @@ class Invoker:
             and not http11
             and settings.inactivity_timeout_ms > 0
         )
-        debug_id = str(InvocationId.from_bytes(inv.id))
+        if not inv.debug_id:
+            inv.debug_id = str(InvocationId.from_bytes(inv.id))
+        debug_id = inv.debug_id
         headers = [
             ("content-type", content_type(version)),
             ("accept", content_type(version)),
@@ -377,6 +383,32 @@ class Invoker:
         )
         path = f"{prefix}/invoke/{target.service}/{target.handler}"
         return Plan(endpoint, path, tuple(headers), begin, settings)
+
+    def _settings(
+        self, schema: Schema, deployment_id: str, service: Service | None, handler: Handler | None
+    ) -> HandlerSettings:
+        """``handler_settings``, cached while the schema object stays the same (it is immutable)."""
+        if schema is not self._settings_of:
+            self._settings_of = schema
+            self._settings_cache.clear()
+        key = (
+            deployment_id,
+            None if service is None else service.name,
+            None if handler is None else handler.name,
+        )
+        settings = self._settings_cache.get(key)
+        if settings is None:
+            settings = self._settings_cache[key] = handler_settings(service, handler, self.config.defaults)
+        return settings
+
+    def _endpoint(self, uri: str, http11: bool) -> tuple[Endpoint, str]:
+        found = self._endpoints.get((uri, http11))
+        if found is None:
+            found = Endpoint.from_url(uri, HttpVersion.HTTP11 if http11 else HttpVersion.H2C)
+            if len(self._endpoints) > 1024:  # deployments come and go; keep the cache small
+                self._endpoints.clear()
+            self._endpoints[(uri, http11)] = found
+        return found
 
     def _state(
         self, service: str, key: str | None, settings: HandlerSettings

@@ -103,7 +103,13 @@ INTERNAL: Final = 500
 T = MessageType
 _COMMAND_FIRST: Final = 0x0400
 _NOTIFICATION_FIRST: Final = 0x8000
+# Plain ints: enum member lookups cost in the per-frame path.
 _RUN_COMPLETION: Final = int(T.RUN_COMPLETION)
+_PROPOSE_RUN_COMPLETION: Final = int(T.PROPOSE_RUN_COMPLETION)
+_AWAITING_ON: Final = int(T.AWAITING_ON)
+_SUSPENSION: Final = int(T.SUSPENSION)
+_ERROR: Final = int(T.ERROR)
+_END: Final = int(T.END)
 
 
 class State(enum.Enum):
@@ -113,6 +119,9 @@ class State(enum.Enum):
     HALF_CLOSED = "half-closed"
     """Request stream ended: reading the SDK's frames until a terminal one."""
     ENDED = "ended"
+
+
+_NEW, _OPEN, _HALF_CLOSED, _ENDED = State.NEW, State.OPEN, State.HALF_CLOSED, State.ENDED
 
 
 class LocalProtocolError(Exception):
@@ -130,7 +139,8 @@ class Attempt:
 
     def __init__(self, resolve: CallResolver = no_calls) -> None:
         self._resolve = resolve
-        self._state = State.NEW
+        self._state = _NEW
+        self._table = _TRANSITIONS[_NEW]
         self._begin: Begin | None = None
         self._decoder: Decoder | None = None
         self._version = 0
@@ -169,7 +179,7 @@ class Attempt:
     # --- the funnel -------------------------------------------------------------------------
 
     def step(self, inp: Input) -> list[Output]:
-        handler = _TRANSITIONS.get((self._state, type(inp)))
+        handler = self._table.get(type(inp))
         try:
             if handler is None:
                 raise LocalProtocolError(
@@ -177,7 +187,7 @@ class Attempt:
                 )
             return handler(self, inp)
         except LocalProtocolError:
-            self._state = State.ENDED  # a misused attempt is over: its shell must not go on with it
+            self._set_state(_ENDED)  # a misused attempt is over: its shell must not go on with it
             raise
 
     # --- start ------------------------------------------------------------------------------
@@ -214,14 +224,14 @@ class Attempt:
         if inp.mode is Mode.REQUEST_RESPONSE:
             out.extend(self._close_request(inp.now_ms))
         else:
-            self._state = State.OPEN
+            self._set_state(_OPEN)
             out.append(SetTimer(inp.now_ms + inp.inactivity_timeout_ms))
         return out
 
     def _close_request(self, now_ms: int) -> list[Output]:
         """End the request stream; from now on the abort timeout runs."""
         assert self._begin is not None
-        self._state = State.HALF_CLOSED
+        self._set_state(_HALF_CLOSED)
         self._last_activity_ms = now_ms
         return [CloseRequest(), SetTimer(now_ms + self._begin.abort_timeout_ms)]
 
@@ -246,7 +256,7 @@ class Attempt:
         out: list[Output] = []
         for frame in frames:
             out.extend(self._on_frame(frame))
-            if self._state is State.ENDED:
+            if self._state is _ENDED:
                 return out  # bytes after a terminal frame are ignored, as Restate does
         if violation is not None:
             out.extend(self._fail(AttemptError(PROTOCOL_VIOLATION, f"protocol violation: {violation}")))
@@ -256,15 +266,15 @@ class Attempt:
         type_id = frame.type_id
         if _COMMAND_FIRST <= type_id < _NOTIFICATION_FIRST:
             return self._on_command(frame)
-        if type_id == T.PROPOSE_RUN_COMPLETION:
+        if type_id == _PROPOSE_RUN_COMPLETION:
             return self._on_run_proposal(frame)
-        if type_id == T.AWAITING_ON:
+        if type_id == _AWAITING_ON:
             return []
-        if type_id == T.SUSPENSION:
+        if type_id == _SUSPENSION:
             return self._on_suspension(frame.message)
-        if type_id == T.ERROR:
+        if type_id == _ERROR:
             return self._on_error(frame.message)
-        if type_id == T.END:
+        if type_id == _END:
             return self._finish([ProposeEffect(End(self.invocation_id))], EndKind.END)
         # The decoder lets through only what an SDK may send; of that, custom entries remain.
         what = "custom entries are not supported" if is_custom(type_id) else "unexpected frame"
@@ -384,7 +394,7 @@ class Attempt:
 
     def _on_tick(self, inp: Tick) -> list[Output]:
         assert self._begin is not None
-        if self._state is State.OPEN:
+        if self._state is _OPEN:
             deadline = self._last_activity_ms + self._begin.inactivity_timeout_ms
             if inp.now_ms >= deadline:
                 return self._close_request(inp.now_ms)
@@ -411,12 +421,16 @@ class Attempt:
         counts: bool = True,
     ) -> list[Output]:
         out = effects
-        if self._state is State.OPEN:
+        if self._state is _OPEN:
             out.append(CloseRequest())
-        self._state = State.ENDED
+        self._set_state(_ENDED)
         self._ended = AttemptEnded(kind, error, retry_after_ms, counts)
         out.append(self._ended)
         return out
+
+    def _set_state(self, state: State) -> None:
+        self._state = state
+        self._table = _TRANSITIONS[state]
 
     def _fail(self, error: AttemptError, counts: bool = True) -> list[Output]:
         return self._finish([], EndKind.FAILED_RETRYABLE, error, None, counts)
@@ -442,7 +456,6 @@ def _related_command(message: Any) -> str | None:
     return " ".join(parts)
 
 
-S = State
 _Handler = Callable[[Attempt, Any], list[Output]]
 _LIVE: Final[dict[type, _Handler]] = {
     ResponseHeaders: Attempt._on_headers,
@@ -451,15 +464,20 @@ _LIVE: Final[dict[type, _Handler]] = {
     StreamFailed: Attempt._on_stream_failed,
     Tick: Attempt._on_tick,
 }
-_TRANSITIONS: Final[dict[tuple[State, type], _Handler]] = {
-    (S.NEW, Begin): Attempt._on_begin,
-    **{(S.OPEN, kind): handler for kind, handler in _LIVE.items()},
-    (S.OPEN, Notification): Attempt._on_notification,
-    (S.OPEN, RunAcked): Attempt._on_run_acked,
-    (S.OPEN, CommandJournaled): Attempt._on_command_journaled,
-    **{(S.HALF_CLOSED, kind): handler for kind, handler in _LIVE.items()},
-    (S.HALF_CLOSED, Notification): Attempt._drop,
-    (S.HALF_CLOSED, RunAcked): Attempt._drop,
-    (S.HALF_CLOSED, CommandJournaled): Attempt._drop,
-    **{(S.ENDED, kind): Attempt._ignore for kind in (*_LIVE, Notification, RunAcked, CommandJournaled)},
+# state -> input type -> handler: the transition table (see the module docstring).
+_TRANSITIONS: Final[dict[State, dict[type, _Handler]]] = {
+    State.NEW: {Begin: Attempt._on_begin},
+    State.OPEN: {
+        **_LIVE,
+        Notification: Attempt._on_notification,
+        RunAcked: Attempt._on_run_acked,
+        CommandJournaled: Attempt._on_command_journaled,
+    },
+    State.HALF_CLOSED: {
+        **_LIVE,
+        Notification: Attempt._drop,
+        RunAcked: Attempt._drop,
+        CommandJournaled: Attempt._drop,
+    },
+    State.ENDED: {kind: Attempt._ignore for kind in (*_LIVE, Notification, RunAcked, CommandJournaled)},
 }
