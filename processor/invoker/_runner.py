@@ -176,7 +176,18 @@ class Runner:
                 await self.owner.fence(self)
                 if self.aborted:
                     return
-                plan = self.owner.plan(self)
+                try:
+                    plan = self.owner.plan(self)
+                except Exception as error:  # a store read failed: retried like Restate's reader errors
+                    log.warning(
+                        "cannot read the invocation: %r",
+                        error,
+                        extra={"invocation": self.invocation_id.hex()},
+                    )
+                    self._fail_before_start(
+                        AttemptError(500, f"cannot read the invocation: {error!r}"), counts=False
+                    )
+                    return
                 if plan is None or self.aborted:
                     return
                 if isinstance(plan, AttemptError):
@@ -196,13 +207,17 @@ class Runner:
         except asyncio.CancelledError:
             if not self.aborted:
                 raise
+        except Exception as error:  # a bug: fail the attempt so that the invocation is retried, not lost
+            log.exception("attempt crashed", extra={"invocation": self.invocation_id.hex()})
+            if not self.ended:
+                self._fail_before_start(AttemptError(500, f"invoker error: {error!r}"))
         finally:
             self._cancel_timer()
             self._stream = None
 
-    def _fail_before_start(self, error: AttemptError) -> None:
+    def _fail_before_start(self, error: AttemptError, counts: bool = True) -> None:
         """Nothing ran (no plan, no connection): the attempt core is never begun."""
-        self._over = AttemptEnded(EndKind.FAILED_RETRYABLE, error)
+        self._over = AttemptEnded(EndKind.FAILED_RETRYABLE, error, counts=counts)
         self.owner.attempt_ended(self, self._over)
 
     async def _exchange(self, stream: Stream, plan: Plan, drain_timeout_s: float) -> None:
@@ -213,7 +228,8 @@ class Runner:
             self._feed(inp)
         # The replay goes out right behind the request's HEADERS (one socket write for both,
         # and with the end of the request in request/response mode) when it fits the window.
-        await self._write_pending(stream)
+        while await self._write_pending(stream):
+            pass
         writer = asyncio.create_task(self._write(stream))
         try:
             await self._read(stream, drain_timeout_s)

@@ -110,7 +110,9 @@ class Partition(Protocol):
 
     def propose(self, effect: InvokerEffect) -> Awaitable[None]:
         """Append ``effect`` to the partition's log; resolves once it is committed there (not yet
-        applied). Effects must reach the log in the order of the calls."""
+        applied). Effects must reach the log in the order of the calls, with no holes: once one
+        fails (the leader lost its log), every later one must fail too (Restate's leader steps
+        down on a failed self-proposal). It may also raise at once to refuse an effect."""
         ...
 
     async def wait_applied(self) -> None:
@@ -248,7 +250,9 @@ class Invoker:
             inv = self._invocations[invocation_id] = _Invocation(invocation_id)
         elif (inv.runner is not None and not inv.runner.ended) or inv.retry is not None:
             return  # already running, or about to: the attempt reads the latest journal anyway
-        inv.paused = False
+        if inv.paused:  # run again (a new leader, or a resume): with a fresh retry budget
+            inv.paused = False
+            inv.failed_attempts = 0
         self._start(inv)
 
     def _abort(self, invocation_id: bytes) -> None:
@@ -431,12 +435,23 @@ class Invoker:
             return  # an aborted or superseded attempt proposes nothing
         if isinstance(effect, JournalCommand | RunCompletion):
             self._stored(inv)
-        self._propose(inv, effect, runner)
+        if not self._propose(inv, effect, runner):
+            # Refused at once: stop before the attempt proposes what comes after it (an End
+            # behind a refused Output would complete the invocation without its result).
+            runner.abort()
+            error = AttemptError(500, f"the partition refused an effect: {effect.__class__.__name__}")
+            self.attempt_ended(runner, AttemptEnded(EndKind.FAILED_RETRYABLE, error))
 
-    def _propose(self, inv: _Invocation, effect: InvokerEffect, runner: Runner | None) -> None:
-        future = asyncio.ensure_future(self._partition.propose(effect))
+    def _propose(self, inv: _Invocation, effect: InvokerEffect, runner: Runner | None) -> bool:
+        """Hand ``effect`` to the partition; False if it refused it at once."""
+        try:
+            future = asyncio.ensure_future(self._partition.propose(effect))
+        except Exception as error:
+            log.warning("proposing an effect failed: %r", error, extra={"invocation": inv.id.hex()})
+            return False
         inv.proposals.add(future)
         future.add_done_callback(lambda f: self._proposed(inv, runner, effect, f))
+        return True
 
     def _proposed(
         self, inv: _Invocation, runner: Runner | None, effect: InvokerEffect, future: asyncio.Future[None]

@@ -153,7 +153,9 @@ def test_counter_state_ops_are_journal_commands(server: AsgiServer, http11: bool
     run(server, http11, main)
 
 
-def test_three_runs_journal_three_completions(server: AsgiServer, http11: bool) -> None:
+@pytest.mark.parametrize("version", [6, 7])
+def test_three_runs_journal_three_completions(server: AsgiServer, http11: bool, version: int) -> None:
+    # v6: each run's result comes back as its RunCompletionNotification; v7: as an ack.
     async def main(env: Env) -> None:
         inv, result = await env.call(STEPS, b'"s"')
         assert result == Result(value=b'"s0-s1-s2"')
@@ -169,10 +171,12 @@ def test_three_runs_journal_three_completions(server: AsgiServer, http11: bool) 
         assert env.invoker.stats.attempts_started == (4 if http11 else 1)
         assert env.partition.log.dropped == []
 
-    run(server, http11, main)
+    run(server, http11, main, InvokerConfig(defaults=FAST_RETRIES, max_protocol_version=version))
 
 
-def test_sleep_suspends_and_resumes_on_its_completion(server: AsgiServer, http11: bool) -> None:
+@pytest.mark.parametrize("version", [6, 7])
+def test_sleep_suspends_and_resumes_on_its_completion(server: AsgiServer, http11: bool, version: int) -> None:
+    # v7 suspensions carry a Future tree; the invoker flattens it to the ids any of which resumes.
     async def main(env: Env) -> None:
         inv = env.partition.invoke(SLEEPER, DEPLOYMENT_ID, b"3600000")
 
@@ -196,7 +200,9 @@ def test_sleep_suspends_and_resumes_on_its_completion(server: AsgiServer, http11
             "OUTPUT_COMMAND",
         ]
 
-    config = InvokerConfig(defaults=Defaults(inactivity_timeout_ms=200, retry=FAST_RETRIES.retry))
+    config = InvokerConfig(
+        defaults=Defaults(inactivity_timeout_ms=200, retry=FAST_RETRIES.retry), max_protocol_version=version
+    )
     run(server, http11, main, config)
 
 

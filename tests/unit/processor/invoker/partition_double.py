@@ -22,8 +22,8 @@ interface the way the real leader will:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,7 +81,6 @@ class PartitionDouble:
         self._proposed = 0
         self._applied = 0
         self._applied_changed = asyncio.Event()
-        self._clock = itertools.count(1_000)
 
     # --- the Partition interface --------------------------------------------------------------
 
@@ -154,7 +153,7 @@ class PartitionDouble:
         inv_id = invocation.invocation_id
         entry = pb.InputCommandMessage(value=pb.Value(content=invocation.argument))
         self.journals[inv_id] = [JournalEntry(T.INPUT_COMMAND, entry.SerializeToString())]
-        now = next(self._clock)
+        now = int(time.time() * 1000)  # the log's clock: the proposer's wall clock
         self.status[inv_id] = InvocationStatus(
             StatusKind.INVOKED, invocation, now, now, journal_length=1, commands=1
         )

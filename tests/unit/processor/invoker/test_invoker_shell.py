@@ -109,8 +109,13 @@ class FakeTransport:
     streams: list[FakeStream] = field(default_factory=list)
     open_now: int = 0
     most_open: int = 0
+    gate: asyncio.Event | None = None  # when set up, opening waits for it
+    opening: int = 0
 
     async def open_stream(self, endpoint: object, path: str, headers: object) -> FakeStream:
+        self.opening += 1
+        if self.gate is not None:
+            await self.gate.wait()
         n = len(self.streams)
         script = self.scripts[n] if n < len(self.scripts) else self.scripts[-1]
         if isinstance(script, Exception):
@@ -426,3 +431,85 @@ def test_attempts_that_cannot_start_are_retried(kind: str) -> None:
             {DEPLOYMENT: msgspec.structs.replace(d, min_protocol_version=6)}, the_schema.active
         )
     run([greet], main, config=config, the_schema=the_schema)
+
+
+def test_notifications_before_the_stream_opens_follow_the_replay() -> None:
+    # The journal is read before the stream opens; a notification journaled in between is kept
+    # and sent right after the replay (and one already in the replay is not sent twice).
+    async def main(invoker: Invoker, part: PartitionDouble, transport: FakeTransport) -> None:
+        transport.gate = asyncio.Event()
+        inv = part.invoke(GREETER, DEPLOYMENT, b"x")
+        await until(lambda: transport.opening)
+        part.sleeps[(inv, 1)] = 0
+        part.fire_sleep(inv, 1)  # journaled at index 1, forwarded to the attempt not yet begun
+        transport.gate.set()
+        await part.result(inv)
+        names = [type(f.message).__name__ for f in transport.streams[0].received]
+        assert names == [
+            "StartMessage",
+            "InputCommandMessage",
+            "SleepCompletionNotificationMessage",
+        ]
+        assert transport.streams[0].received[0].message.known_entries == 1
+
+    async def wait_then_greet(stream: FakeStream) -> None:
+        await until(lambda: len(stream.received) == 3)
+        await greet(stream)
+
+    run([wait_then_greet], main)
+
+
+def test_an_invoke_for_a_running_attempt_is_ignored() -> None:
+    go_on = asyncio.Event()
+
+    async def main(invoker: Invoker, part: PartitionDouble, transport: FakeTransport) -> None:
+        inv = part.invoke(GREETER, DEPLOYMENT, b"x")
+        await until(lambda: transport.streams and transport.streams[0].received)
+        invoker.handle(part_invoke_action(part, inv))  # e.g. a new leader's re-invoke, duplicated
+        go_on.set()
+        assert await part.result(inv) == Result(value=b"hi")
+        assert invoker.stats.attempts_started == 1
+
+    async def held(stream: FakeStream) -> None:
+        await go_on.wait()
+        await greet(stream)
+
+    run([held], main)
+
+
+def test_a_store_read_that_fails_is_retried() -> None:
+    class Unreadable(PartitionDouble):
+        failures = 2
+
+        def read_journal(self, invocation_id: bytes) -> Any:
+            if self.failures:
+                self.failures -= 1
+                raise OSError("the store is unreadable")
+            return super().read_journal(invocation_id)
+
+    async def main(invoker: Invoker, part: PartitionDouble, transport: FakeTransport) -> None:
+        inv = part.invoke(GREETER, DEPLOYMENT, b"x")
+        assert await part.result(inv) == Result(value=b"hi")
+        assert invoker.stats.attempts_failed == 2
+        # Reading failed, the deployment never saw anything: the SDK's counter did not move.
+        assert [s.retry_count_since_last_stored_entry for s in starts(transport)] == [0]
+
+    run([greet], main, partition=Unreadable())
+
+
+def test_a_proposal_refused_at_once_is_a_failed_attempt() -> None:
+    class Refusing(PartitionDouble):
+        refuse = 1
+
+        def propose(self, effect: Any) -> asyncio.Future[None]:
+            if self.refuse:
+                self.refuse -= 1
+                raise RuntimeError("the log is sealed")
+            return super().propose(effect)
+
+    async def main(invoker: Invoker, part: PartitionDouble, transport: FakeTransport) -> None:
+        inv = part.invoke(GREETER, DEPLOYMENT, b"x")
+        assert await part.result(inv) == Result(value=b"hi")
+        assert len(transport.streams) == 2 and invoker.stats.attempts_failed == 1
+
+    run([greet], main, partition=Refusing())
