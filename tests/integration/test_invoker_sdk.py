@@ -285,3 +285,25 @@ def test_an_sdk_killed_mid_attempt_is_retried_once_back(
         assert env.partition.log.dropped == []
 
     run(server, http11, main)
+
+
+def test_goaway_after_a_few_requests_loses_no_invocation(
+    asgi_servers: AsgiServers,  # noqa: F811
+    http11: bool,
+) -> None:
+    # hypercorn closes a connection after keep_alive_max_requests (with GOAWAY on HTTP/2): the
+    # invoker's later attempts go to new connections, and every invocation completes once.
+    # (Many long streams at once on such a connection are cut again and again: the server's
+    # limit has to be well above the concurrency, as its default of 1000 is.)
+    server = asgi_servers.start(APP, keep_alive_max_requests=3)
+
+    async def main(env: Env) -> None:
+        for n in range(5):
+            _, result = await env.call(GREETER, f'"{n}"'.encode())
+            assert result == Result(value=f'"Hello, {n}!"'.encode())
+            _, result = await env.call(STEPS, f'"{n}"'.encode())
+            assert result == Result(value=f'"{n}0-{n}1-{n}2"'.encode())
+        assert env.transport.connections_opened >= 4
+        assert env.partition.log.dropped == []
+
+    run(server, http11, main)
