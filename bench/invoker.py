@@ -15,8 +15,9 @@ deployment registered as request/response: every step suspends and resumes, so t
 
 Columns: invocations per second, p50/p99 latency, attempts per invocation, and CPU per
 invocation: ``client us`` is this process (invoker, transport, partition double, load loop),
-``server us`` is hypercorn plus the SDK. ``--profile`` runs ``3 x run`` over h2c bidi under
-cProfile and shows where this process's time goes, grouped by component.
+``server us`` is hypercorn plus the SDK. Below the table, the attempt core alone: the same
+frames fed in memory. ``--profile`` runs ``3 x run`` over h2c bidi under cProfile and shows
+where this process's time goes, grouped by component.
 """
 
 from __future__ import annotations
@@ -36,9 +37,20 @@ from bench.stats import percentile
 from bench.transport import CpuMeter
 from metadata.schema import ProtocolType, Schema
 from node.ports import free_ports
-from processor.core import ServiceType, Target
+from processor.core import JournalEntry, ServiceType, Target
+from processor.invoker.core import (
+    Attempt,
+    Begin,
+    CommandJournaled,
+    DataReceived,
+    Mode,
+    Notification,
+    ResponseHeaders,
+    RunAcked,
+)
 from processor.invoker.invoker import Invoker
 from processor.invoker.transport import Transport
+from processor.protocol import MessageType, content_type, encode, pb
 from tests.support.sdk_server import AsgiServer, scratch_dir
 from tests.unit.processor.invoker.partition_double import PartitionDouble
 from tests.unit.processor.invoker.sdk_env import DEPLOYMENT_ID, discover
@@ -144,6 +156,52 @@ async def measure(port: int, server_pid: int, total: int) -> list[Row]:
     return rows
 
 
+def core_only(workload: str, n: int) -> float:
+    """CPU us per invocation of the attempt core alone, fed the frames the SDK sends for
+    ``workload`` (bidi, v6) and the partition's answers, in memory."""
+    target, argument = WORKLOADS[workload]
+    entry = pb.InputCommandMessage(value=pb.Value(content=argument)).SerializeToString()
+    journal = (JournalEntry(MessageType.INPUT_COMMAND, entry),)
+    steps = 3 if workload == "3 x run" else 0
+    chunks = [
+        encode(pb.RunCommandMessage(result_completion_id=i, name=f"step{i}"))
+        + encode(pb.ProposeRunCompletionMessage(result_completion_id=i, value=b'"x0"'))
+        for i in range(1, steps + 1)
+    ]
+    notifications = [
+        JournalEntry(
+            MessageType.RUN_COMPLETION,
+            pb.RunCompletionNotificationMessage(
+                completion_id=i, value=pb.Value(content=b'"x0"')
+            ).SerializeToString(),
+        )
+        for i in range(1, steps + 1)
+    ]
+    end = encode(pb.OutputCommandMessage(value=pb.Value(content=b'"x"'))) + encode(pb.EndMessage())
+    begin = Begin(bytes(24), "inv_1", target, journal, 6, Mode.BIDI, 0, 60_000, 600_000)
+    headers = ResponseHeaders(content_type(6), 0)
+
+    def one() -> None:
+        attempt = Attempt()
+        attempt.step(begin)
+        attempt.step(headers)
+        index = 1
+        for chunk, notification in zip(chunks, notifications, strict=True):
+            attempt.step(DataReceived(chunk, 1))
+            attempt.step(CommandJournaled(index, 1))
+            attempt.step(Notification(index + 1, notification, 1))
+            attempt.step(RunAcked(index, 1))
+            index += 2
+        attempt.step(DataReceived(end, 2))
+
+    for _ in range(WARMUP):
+        one()
+    t0 = time.process_time()
+    for _ in range(n):
+        one()
+    return (time.process_time() - t0) / n * 1e6
+
+
 COMPONENTS = (
     ("partition double", "/tests/"),
     ("invoker core", "processor/invoker/core/"),
@@ -228,10 +286,14 @@ def main() -> None:
         rows = asyncio.run(measure(port, server.proc.pid, args.invocations))
     finally:
         server.stop()
+    core = {workload: core_only(workload, args.invocations * 5) for workload in WORKLOADS}
     if args.json:
-        print(json.dumps({"loop": loop_name, "rows": [asdict(r) for r in rows]}, indent=2))
+        print(json.dumps({"loop": loop_name, "rows": [asdict(r) for r in rows], "core_us": core}, indent=2))
     else:
         print_table(rows, loop_name)
+        print()
+        for workload, us in core.items():
+            print(f"attempt core alone (in memory), {workload}: {us:.0f} us per invocation")
 
 
 if __name__ == "__main__":

@@ -230,6 +230,9 @@ class Runner:
         # and with the end of the request in request/response mode) when it fits the window.
         while await self._write_pending(stream):
             pass
+        if self._request_ended:  # request/response: all is written
+            await self._read(stream, drain_timeout_s)
+            return
         writer = asyncio.create_task(self._write(stream))
         try:
             await self._read(stream, drain_timeout_s)
