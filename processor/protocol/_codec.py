@@ -105,6 +105,22 @@ def decode_payload(type_id: int, payload: bytes) -> Message | None:
         raise ProtocolError(f"cannot parse {spec.cls.DESCRIPTOR.name}: {error}", type_id=type_id) from None
 
 
+_PARSERS: dict[tuple[Sender | None, int | None], dict[int, type[Message]]] = {}
+
+
+def _parsers(sender: Sender | None, version: int | None) -> dict[int, type[Message]]:
+    """type id -> parser, for exactly the types such a stream may carry (built once per pair:
+    an invoker makes a decoder per attempt). Shared: never mutated."""
+    parsers = _PARSERS.get((sender, version))
+    if parsers is None:
+        parsers = _PARSERS[(sender, version)] = {
+            spec.type_id: spec.cls
+            for spec in BY_TYPE.values()
+            if (sender is None or sender.value in spec.senders) and (version is None or version >= spec.since)
+        }
+    return parsers
+
+
 class Decoder:
     """Turns the bytes of one invocation stream into frames (h2-style push API).
 
@@ -130,12 +146,7 @@ class Decoder:
         self._sender = sender
         self._version = version
         self._max_frame_size = max_frame_size
-        # type id -> parser, for exactly the types this stream may carry.
-        self._parsers: dict[int, type[Message]] = {
-            spec.type_id: spec.cls
-            for spec in BY_TYPE.values()
-            if (sender is None or sender.value in spec.senders) and (version is None or version >= spec.since)
-        }
+        self._parsers = _parsers(sender, version)
         self._buffer = bytearray()
         self._needed = HEADER_SIZE  # buffered bytes needed before parsing is worth trying
         self._consumed = 0  # stream offset of the first buffered byte
