@@ -33,7 +33,7 @@ from bifrost.policy import (
     WATCHDOG_INTERVAL_S,
 )
 from bifrost.replicated.log_server import LogServerService
-from bifrost.replicated.messages import Heartbeat, WireCodec
+from bifrost.replicated.messages import Heartbeat, NodeNotice, WireCodec
 from bifrost.replicated.provider import ReplicatedProvider
 from bifrost.replicated.rebuild import rebuild_sealed_loglet
 from bifrost.replicated.runtime import Network, now_ms
@@ -195,6 +195,7 @@ class LogRole:
         self.view = view
         self._log_store: RocksLogStore | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._notice_handlers: dict[str, Callable[[GenerationalNodeId, bytes], None]] = {}
         self.detector = FailureDetector(
             [n for n in view.log_servers() if n != me.node], now_ms(), FAILURE_TIMEOUT_MS, SUSPECT_MS
         )
@@ -270,6 +271,10 @@ class LogRole:
     def _live_log_servers(self) -> list[int]:
         """Live log-servers that may join new nodesets (their stores take writes)."""
         return [n for n in self._live_nodes() if self._writable(n)]
+
+    def is_live(self, node: int) -> bool:
+        """This node, or a peer the failure detector hears from."""
+        return node == self.me.node or self.detector.is_alive(node)
 
     def _live_nodes(self) -> list[int]:
         return [n for n in self.view.log_servers() if n == self.me.node or self.detector.is_alive(n)]
@@ -427,7 +432,19 @@ class LogRole:
 
         self.view.nodes = await update_node(self._store, self._cfg.node_name, apply)
 
+    def on_notice(self, topic: str, handler: Callable[[GenerationalNodeId, bytes], None]) -> None:
+        """Route NodeNotice messages of ``topic`` (other components' node-to-node messages)."""
+        self._notice_handlers[topic] = handler
+
+    def notify(self, node: int, topic: str, body: bytes) -> None:
+        self.network.notify(node, NodeNotice(topic, body))
+
     def _on_node_message(self, peer: GenerationalNodeId, reply: Any, request_id: int, message: Any) -> None:
+        if isinstance(message, NodeNotice):
+            handler = self._notice_handlers.get(message.topic)
+            if handler is not None:
+                handler(peer, message.body)
+            return
         if isinstance(message, Heartbeat):
             if (message.node_id, message.generation) != (peer.node, peer.generation):
                 self.network.refusals.count(

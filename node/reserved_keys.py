@@ -19,6 +19,7 @@ import msgspec
 from bifrost.chain_store import CHAIN_KEY_PREFIX, LOGS_CONFIG_KEY, LogsConfig, decode_chain
 from bifrost.core import Chain
 from metadata import RecordFormatError
+from metadata.partitions import PartitionEpoch, PartitionTable
 from metadata.records import NODES_CONFIG_KEY, NodesConfig, decode, encode
 
 
@@ -43,8 +44,8 @@ RESERVED: tuple[ReservedKey, ...] = (
     ReservedKey(re.compile(re.escape(NODES_CONFIG_KEY)), "the nodes configuration", NodesConfig, _plain(NodesConfig)),
     ReservedKey(re.compile(re.escape(LOGS_CONFIG_KEY)), "the logs' configuration", LogsConfig, _plain(LogsConfig)),
     ReservedKey(re.compile(re.escape(CHAIN_KEY_PREFIX) + r".*"), "a log's chain", Chain, decode_chain),
-    ReservedKey(re.compile(r"pp_epoch_.*"), "a partition's leader epoch", None, None),
-    ReservedKey(re.compile(r"partition_table"), "the partition table", None, None),
+    ReservedKey(re.compile(r"pp_epoch_.*"), "a partition's leader epoch", PartitionEpoch, _plain(PartitionEpoch)),
+    ReservedKey(re.compile(r"partition_table"), "the partition table", PartitionTable, _plain(PartitionTable)),
     ReservedKey(re.compile(r"schema"), "the schema", None, None),
 )
 

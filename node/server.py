@@ -33,6 +33,7 @@ from node.config import NodeConfig
 from node.grpc_service import NodeServicer, start_grpc_server
 from node.http import start_http_servers
 from node.log_role import ClusterView, LogRole, StorageRefused, check_storage
+from node.worker_role import WorkerRole
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +170,16 @@ async def run(cfg: NodeConfig, stop: asyncio.Event | None = None) -> None:
             await log_role.start()
         except StorageRefused as e:
             raise NodeStartError(str(e)) from None
+        worker = None
+        if "worker" in cfg.roles:
+            worker = WorkerRole(cfg, metadata.store, me, log_role)
+            stack.push_async_callback(worker.stop)
+            await worker.start()
         servicer = NodeServicer(cfg, metadata.store, generation, metadata.leader, log_role)
         server, _health = await start_grpc_server(cfg, servicer)
         stack.push_async_callback(server.stop, 2.0)
-        for runner in await start_http_servers(cfg, log_role, metadata.store):
+        submitter = worker.submitter if worker is not None else None
+        for runner in await start_http_servers(cfg, log_role, metadata.store, submitter):
             stack.push_async_callback(runner.cleanup)
         log.info(
             "node ready",

@@ -89,6 +89,15 @@ class HeartbeatAck(msgspec.Struct, frozen=True, array_like=True, tag=True):
     generation: int
 
 
+class NodeNotice(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """A one-way message of some other component between nodes (e.g. a partition leader's
+    answer to an ingress request): the log only carries it, under ``topic``; ``body`` is that
+    component's own encoding."""
+
+    topic: str
+    body: bytes
+
+
 NodeMessage = (
     AppendRequest
     | AppendResponse
@@ -98,6 +107,7 @@ NodeMessage = (
     | TailUpdate
     | Heartbeat
     | HeartbeatAck
+    | NodeNotice
 )
 WireMessage = RequestMessage | ReplyMessage | NodeMessage
 
@@ -160,7 +170,7 @@ def _range_check(cls: type) -> Callable[[Any], None]:
 # checks (the core refuses offsets outside [1, 2**32) as MALFORMED).
 _REQUEST_CHECKS: dict[type, Callable[[Any], None]] = {
     cls: _range_check(cls)
-    for cls in (*RequestMessage.__args__, AppendRequest, GetTailRequest, Heartbeat)  # type: ignore[attr-defined]
+    for cls in (*RequestMessage.__args__, AppendRequest, GetTailRequest, WaitForTailRequest, Heartbeat)  # type: ignore[attr-defined]
 }
 
 

@@ -231,6 +231,21 @@ class PartitionHandle:
     def all_state(self, service: str, key: str) -> Iterator[tuple[bytes, bytes]]:
         return self.transaction().all_state(service, key)
 
+    def statuses(self) -> Iterator[tuple[InvocationIdBytes, InvocationStatus]]:
+        """Every invocation's committed status (a new leader re-invokes the running ones)."""
+        decode_value = self.store._decode
+        for k, v in self.store._rows(*keys.STATUS.bounds(self.partition_id)):
+            yield keys.STATUS.decode(k)[1], decode_value(InvocationStatus, k, v)
+
+    def timers(self) -> list[TimerKey]:
+        return list(self.transaction().timers())
+
+    def outbox(self) -> list[tuple[int, OutboxMessage]]:
+        return list(self.transaction().outbox())
+
+    def leader(self) -> AnnounceLeader | None:
+        return self.transaction().leader()
+
 
 class StoreTransaction:
     """`processor.core.Tables` over one partition of the store, committed by `commit()`.
