@@ -517,7 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap = log_cmd("append", cmd_log_append, "append records; prints their LSNs")
     ap.add_argument("payloads", nargs="*")
     ap.add_argument(
-        "--file", type=Path, action="append", default=[], dest="files", help="a record from a file (repeatable)"
+        "--file",
+        type=Path,
+        action="append",
+        default=[],
+        dest="files",
+        help="a record from a file (repeatable)",
     )
     rd = log_cmd("read", cmd_log_read, "print records as 'LSN payload' lines")
     rd.add_argument("--from", dest="from_lsn", type=int, default=1)
@@ -563,7 +568,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, UsageError) as e:
         print(f"durastate: {e}", file=sys.stderr)
         return 2
-    except (CliError, ClusterError, NodeUnreachable, OutcomeUnknown, Refused, Unauthenticated, NodeError) as e:
+    except (
+        CliError,
+        ClusterError,
+        NodeUnreachable,
+        OutcomeUnknown,
+        Refused,
+        Unauthenticated,
+        NodeError,
+    ) as e:
         print(f"durastate: {e}", file=sys.stderr)
         return 1
     except InvalidRequest as e:  # the node refused the input itself: a usage error

@@ -182,7 +182,8 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             case node_pb2.PRECONDITION_MATCHES_VERSION:
                 if request.expected_version < 1:
                     await context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT, "expected version must be >= 1 (versions start at 1)"
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "expected version must be >= 1 (versions start at 1)",
                     )
                 pre = Precondition.matches(request.expected_version)
             case other:

@@ -33,6 +33,9 @@ def _app(cfg: NodeConfig, log_role: LogRole, routes: list[web.RouteDef]) -> web.
     return app
 
 
+SHUTDOWN_GRACE_S = 2.0
+
+
 async def start_http_servers(
     cfg: NodeConfig, log_role: LogRole, store: MetadataStore, submitter: Submitter | None = None
 ) -> list[web.AppRunner]:
@@ -47,10 +50,17 @@ async def start_http_servers(
     add_admin_routes(admin, store, ingress_url=f"http://{cfg.address}:{cfg.ports.ingress}/", health=_health)
     runners = []
     limits = HttpLimits(default_max_connections())
-    for name, port, app in (("http-ingress", cfg.ports.ingress, ingress), ("http-admin", cfg.ports.admin, admin)):
+    for name, port, app in (
+        ("http-ingress", cfg.ports.ingress, ingress),
+        ("http-admin", cfg.ports.admin, admin),
+    ):
         # An idle kept-alive connection, or one slow with its next request head, closes as fast
         # as a new connection that is slow with its first.
-        runner = web.AppRunner(app, access_log=None, keepalive_timeout=HEADER_TIMEOUT_S)
+        # At shutdown a request still in flight gets SHUTDOWN_GRACE_S, not aiohttp's 60 s: a
+        # stopping node must free its ports promptly for its restart.
+        runner = web.AppRunner(
+            app, access_log=None, keepalive_timeout=HEADER_TIMEOUT_S, shutdown_timeout=SHUTDOWN_GRACE_S
+        )
         await runner.setup()
         site = GuardedSite(
             runner, cfg.address, port, limits, lambda reason, name=name: metrics.EDGE.count(name, reason)

@@ -122,7 +122,9 @@ class ClusterView:
                     try:
                         self.nodes = decode(NodesConfig, found.value, NODES_CONFIG_KEY)
                     except RecordFormatError as e:
-                        log.error("ignoring a bad nodes config in the metadata store", extra={"error": str(e)})
+                        log.error(
+                            "ignoring a bad nodes config in the metadata store", extra={"error": str(e)}
+                        )
             except (MetadataUnavailable, UnknownOutcome) as e:
                 log.info("nodes config watch interrupted", extra={"error": str(e)})
                 await asyncio.sleep(WATCH_RETRY_S)
@@ -202,7 +204,9 @@ class LogRole:
         log_server = None
         if "log-server" in cfg.roles:
             try:
-                self._log_store = RocksLogStore(cfg.base_dir / "log-server", fault_file=slow_fsync_file(cfg.base_dir))
+                self._log_store = RocksLogStore(
+                    cfg.base_dir / "log-server", fault_file=slow_fsync_file(cfg.base_dir)
+                )
             except StoreOpenError as e:
                 raise StorageRefused(str(e)) from None
             log_server = LogServerService(me.node, self._log_store)
@@ -324,7 +328,11 @@ class LogRole:
             assert state is not None
             log.warning(
                 "log-server storage state",
-                extra={"state": state.state.value, "lost_loglets": len(state.lost_loglets), "reason": state.reason},
+                extra={
+                    "state": state.state.value,
+                    "lost_loglets": len(state.lost_loglets),
+                    "reason": state.reason,
+                },
             )
 
     async def stop(self) -> None:
@@ -448,7 +456,8 @@ class LogRole:
         if isinstance(message, Heartbeat):
             if (message.node_id, message.generation) != (peer.node, peer.generation):
                 self.network.refusals.count(
-                    "heartbeat-not-from-its-node", f"{peer} sent a heartbeat for N{message.node_id}:{message.generation}"
+                    "heartbeat-not-from-its-node",
+                    f"{peer} sent a heartbeat for N{message.node_id}:{message.generation}",
                 )
                 return
             self._apply(self.detector.step(HeartbeatIn(message.node_id, message.generation, now_ms())))

@@ -41,11 +41,19 @@ def _plain(record_type: type[msgspec.Struct]) -> Callable[[str, bytes], msgspec.
 
 
 RESERVED: tuple[ReservedKey, ...] = (
-    ReservedKey(re.compile(re.escape(NODES_CONFIG_KEY)), "the nodes configuration", NodesConfig, _plain(NodesConfig)),
-    ReservedKey(re.compile(re.escape(LOGS_CONFIG_KEY)), "the logs' configuration", LogsConfig, _plain(LogsConfig)),
+    ReservedKey(
+        re.compile(re.escape(NODES_CONFIG_KEY)), "the nodes configuration", NodesConfig, _plain(NodesConfig)
+    ),
+    ReservedKey(
+        re.compile(re.escape(LOGS_CONFIG_KEY)), "the logs' configuration", LogsConfig, _plain(LogsConfig)
+    ),
     ReservedKey(re.compile(re.escape(CHAIN_KEY_PREFIX) + r".*"), "a log's chain", Chain, decode_chain),
-    ReservedKey(re.compile(r"pp_epoch_.*"), "a partition's leader epoch", PartitionEpoch, _plain(PartitionEpoch)),
-    ReservedKey(re.compile(r"partition_table"), "the partition table", PartitionTable, _plain(PartitionTable)),
+    ReservedKey(
+        re.compile(r"pp_epoch_.*"), "a partition's leader epoch", PartitionEpoch, _plain(PartitionEpoch)
+    ),
+    ReservedKey(
+        re.compile(r"partition_table"), "the partition table", PartitionTable, _plain(PartitionTable)
+    ),
     ReservedKey(re.compile(r"schema"), "the schema", None, None),
 )
 
@@ -72,7 +80,9 @@ def check_put(key: str, value: bytes, force: bool) -> None:
     try:
         decode(entry.record_type, value)
     except RecordFormatError as e:
-        raise ReservedKeyError(f"refusing --force: the value for {key!r} is not a valid {name} ({e})") from None
+        raise ReservedKeyError(
+            f"refusing --force: the value for {key!r} is not a valid {name} ({e})"
+        ) from None
     try:
         entry.decoder(key, value)
     except RecordFormatError as e:

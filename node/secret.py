@@ -86,9 +86,7 @@ def for_node(cfg: NodeConfig) -> bytes:
     return generate_file(cfg.base_dir / SECRET_FILE)
 
 
-def for_client(
-    secret_file: Path | None, cluster_dir: Path | None, environ: Mapping[str, str]
-) -> bytes:
+def for_client(secret_file: Path | None, cluster_dir: Path | None, environ: Mapping[str, str]) -> bytes:
     if secret_file is not None:
         return read_file(secret_file)
     if cluster_dir is not None:
@@ -98,9 +96,7 @@ def for_client(
     default = DEFAULT_NODE_BASE_DIR / SECRET_FILE
     if default.exists():
         return read_file(default)
-    raise SecretError(
-        f"no cluster secret: give --secret-file, set {ENV_SECRET}, or run where ./{default} is"
-    )
+    raise SecretError(f"no cluster secret: give --secret-file, set {ENV_SECRET}, or run where ./{default} is")
 
 
 _BY_ADDRESS: dict[str, bytes] = {}

@@ -91,7 +91,9 @@ async def open_metadata(cfg: NodeConfig, stack: AsyncExitStack) -> Metadata:
         )
         peers = [e for e in cfg.metadata.etcd_endpoints if e != f"{cfg.address}:{cfg.ports.etcd_client}"]
         if await member.rejoin_if_wiped(peers, METADATA_READY_TIMEOUT_S):
-            log.warning("etcd member data was gone: re-added the member to the cluster", extra={"peers": peers})
+            log.warning(
+                "etcd member data was gone: re-added the member to the cluster", extra={"peers": peers}
+            )
         await member.start()
         stack.push_async_callback(member.stop)
         log.info("etcd member started", extra={"pid": member.pid, "client": member.client_endpoint})
@@ -192,4 +194,6 @@ async def run(cfg: NodeConfig, stop: asyncio.Event | None = None) -> None:
         )
         await stop.wait()
         log.info("stopping")
+        if submitter is not None:
+            submitter.close()  # waiting ingress requests answer now, not at the HTTP servers' timeout
     log.info("stopped")

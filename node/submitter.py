@@ -8,10 +8,15 @@ invocation ended (a call: its result), over the data port as a `NodeNotice` (thi
 `IngressReply`), or in-process when it runs here.
 
 An answer can be lost: the leader that applied the record may step down before it dispatched
-the reply. So a request that has no answer after a while appends the same `Invoke` again: same
-invocation id, same sink. The state machine treats it as the duplicate it is (it attaches the
-sink to the running invocation, or answers from the retained result), so the request is never
-run twice, whatever the number of resends.
+the reply, or the notice may not get through. The Invoke is never appended twice -- once the
+append returned it is in the log and runs exactly once, while a second Invoke of an invocation
+that ended and was not retained would run it again. Instead:
+
+- a call that has no answer after a while appends an `Attach` (same invocation, same sink): the
+  leader answers from the retained result, adds the sink to the running invocation, or says the
+  result is gone (it ended and was not retained, and its first answer was lost);
+- a send that has no acknowledgement after a while is answered from the append itself: the
+  invocation is in the log, so it is accepted (a lost "previously accepted" shows as accepted).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from bifrost.core._types import GenerationalNodeId
 from node.ingress import CallOutcome, SendOutcome, SubmitUnavailable
 from node.ingress_rules import Rejection
 from processor.core import (
+    Attach,
     Envelope,
     IngressRejected,
     IngressResponse,
@@ -42,8 +48,10 @@ from processor.ids import partition_for_key
 log = logging.getLogger(__name__)
 
 TOPIC = "ingress-reply"
-# A request without an answer this long appends its Invoke again (a duplicate, harmless).
-RESEND_AFTER_S = (2.0, 4.0, 8.0, 16.0, 30.0)
+# A call without an answer this long asks again with an Attach (harmless, and cheap: no payload).
+ASK_AGAIN_AFTER_S = (2.0, 4.0, 8.0, 16.0, 30.0)
+# A send's acknowledgement is waited for this long, then the append alone answers it.
+SEND_ACK_WAIT_S = 5.0
 
 
 class IngressReply(msgspec.Struct, frozen=True, array_like=True):
@@ -70,10 +78,17 @@ def reply_of(action: IngressResponse | IngressSubmitted | IngressRejected) -> tu
     sink = action.sink
     match action:
         case IngressResponse(invocation_id=inv, result=result, expires_at_ms=expires):
-            return sink.node, IngressReply(sink.generation, sink.request_id, inv, result=result, expires_at_ms=expires)
+            return sink.node, IngressReply(
+                sink.generation, sink.request_id, inv, result=result, expires_at_ms=expires
+            )
         case IngressSubmitted(invocation_id=inv, previously_accepted=again, execution_time_ms=at):
             return sink.node, IngressReply(
-                sink.generation, sink.request_id, inv, submitted=True, previously_accepted=again, execution_time_ms=at
+                sink.generation,
+                sink.request_id,
+                inv,
+                submitted=True,
+                previously_accepted=again,
+                execution_time_ms=at,
             )
         case IngressRejected(invocation_id=inv, failure_code=code, message=message):
             return sink.node, IngressReply(
@@ -102,20 +117,33 @@ class IngressSubmitter:
         self._now = wall_clock_ms
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[IngressReply]] = {}
+        self._closed = False
 
     async def call(self, invocation: ServiceInvocation) -> CallOutcome:
         rid = next(self._ids)
         sink = IngressSink(self._me.node, self._me.generation, rid)
-        reply = await self._submit(rid, msgspec.structs.replace(invocation, response_sink=sink))
+        reply = await self._submit(rid, msgspec.structs.replace(invocation, response_sink=sink), sink)
         if reply.rejection_code:
-            return CallOutcome(reply.invocation_id, rejection=Rejection(reply.rejection_code, reply.rejection_message))
-        return CallOutcome(reply.invocation_id, result=reply.result or Result(), expires_at_ms=reply.expires_at_ms)
+            return CallOutcome(
+                reply.invocation_id, rejection=Rejection(reply.rejection_code, reply.rejection_message)
+            )
+        return CallOutcome(
+            reply.invocation_id, result=reply.result or Result(), expires_at_ms=reply.expires_at_ms
+        )
 
     async def send(self, invocation: ServiceInvocation) -> SendOutcome:
         rid = next(self._ids)
         sink = IngressSink(self._me.node, self._me.generation, rid)
-        reply = await self._submit(rid, msgspec.structs.replace(invocation, submit_sink=sink))
+        invocation = msgspec.structs.replace(invocation, submit_sink=sink)
+        reply = await self._submit(rid, invocation, None)
         return SendOutcome(reply.invocation_id, reply.previously_accepted, reply.execution_time_ms)
+
+    def close(self) -> None:
+        """The node is stopping: every waiting request is told so (its invocation still runs)."""
+        self._closed = True
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(SubmitUnavailable("the node is shutting down; the invocation was accepted"))
 
     def on_reply(self, body: bytes) -> None:
         try:
@@ -132,21 +160,37 @@ class IngressSubmitter:
         if fut is not None and not fut.done():
             fut.set_result(reply)
 
-    async def _submit(self, rid: int, invocation: ServiceInvocation) -> IngressReply:
+    async def _submit(
+        self, rid: int, invocation: ServiceInvocation, sink: IngressSink | None
+    ) -> IngressReply:
+        """Append the Invoke and wait for the answer; ``sink``: a call's (ask again with an
+        Attach), None: a send's (answered from the append after a while)."""
+        if self._closed:
+            raise SubmitUnavailable("the node is shutting down")
         fut: asyncio.Future[IngressReply] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        partition = partition_for_key(int.from_bytes(invocation.invocation_id[:8], "big"), self._num_partitions())
-        record = encode_envelope(Envelope(Invoke(invocation), int(self._now())))
+        inv_id = invocation.invocation_id
+        partition = partition_for_key(int.from_bytes(inv_id[:8], "big"), self._num_partitions())
         try:
-            for wait in itertools.chain(RESEND_AFTER_S, itertools.repeat(RESEND_AFTER_S[-1])):
+            await self._append_one(partition, Invoke(invocation))
+            if sink is None:
                 try:
-                    await self._append(partition, [record])
-                except Exception as e:
-                    raise SubmitUnavailable(f"partition {partition}'s log is unavailable: {e}") from None
+                    return await asyncio.wait_for(asyncio.shield(fut), SEND_ACK_WAIT_S)
+                except TimeoutError:
+                    return IngressReply(self._me.generation, rid, inv_id, submitted=True)
+            for wait in itertools.chain(ASK_AGAIN_AFTER_S, itertools.repeat(ASK_AGAIN_AFTER_S[-1])):
                 try:
                     return await asyncio.wait_for(asyncio.shield(fut), wait)
                 except TimeoutError:
-                    log.info("no answer yet: appending the invocation again", extra={"partition": partition})
-            raise AssertionError("unreachable: the resends never end")
+                    log.info("no answer yet: asking the partition again", extra={"partition": partition})
+                await self._append_one(partition, Attach(inv_id, sink))
+            raise AssertionError("unreachable: the questions never end")
         finally:
             self._pending.pop(rid, None)
+
+    async def _append_one(self, partition: int, command: Invoke | Attach) -> None:
+        record = encode_envelope(Envelope(command, int(self._now())))
+        try:
+            await self._append(partition, [record])
+        except Exception as e:
+            raise SubmitUnavailable(f"partition {partition}'s log is unavailable: {e}") from None

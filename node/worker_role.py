@@ -71,7 +71,9 @@ class _Epochs:
 
 
 class WorkerRole:
-    def __init__(self, cfg: NodeConfig, store: MetadataStore, me: GenerationalNodeId, log_role: LogRole) -> None:
+    def __init__(
+        self, cfg: NodeConfig, store: MetadataStore, me: GenerationalNodeId, log_role: LogRole
+    ) -> None:
         self._cfg = cfg
         self._store = store
         self.me = me

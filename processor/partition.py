@@ -21,12 +21,15 @@ import asyncio
 import contextlib
 import enum
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bifrost.bifrost import LogRecord, LogTrimGap
 from bifrost.core._types import GenerationalNodeId
+from bifrost.errors import BatchTooLarge, RecordTooLarge
+from bifrost.limits import batch_cost
 from processor.core import (
     AbortAttempt,
     AckRunCompletion,
@@ -43,6 +46,7 @@ from processor.core import (
     InvokerEffect,
     JournalEntry,
     NewOutboxMessage,
+    RecordFormatError,
     RegisterTimer,
     SelfProposal,
     StateMachine,
@@ -87,11 +91,19 @@ class PartitionStopped(Exception):
     """The partition cannot go on here (its store is ahead of its log, a record does not decode)."""
 
 
+# The leader's proposals go to the log in batches of at most this cost (one larger record alone).
+PROPOSAL_BATCH_BYTES = 256 * 1024
+
+
 @dataclass(slots=True)
 class _Leadership:
     epoch: int
     next_seq: int = 1
     last_proposed_lsn: int = 0
+    # Proposals waiting for the proposer task, in call order; it numbers and appends them.
+    pending: deque[tuple[Command, asyncio.Future[int]]] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    proposer: asyncio.Task[None] | None = None
 
 
 class PartitionProcessor:
@@ -189,7 +201,9 @@ class PartitionProcessor:
                 tail, _ = await self._logs.find_tail(self.log_id)
                 return tail
             except Exception as e:  # the log may be between sequencers at start: retry
-                log.info("waiting for the partition's log", extra={"partition": self.partition, "error": repr(e)})
+                log.info(
+                    "waiting for the partition's log", extra={"partition": self.partition, "error": repr(e)}
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
@@ -207,9 +221,21 @@ class PartitionProcessor:
                     f"partition {self.partition}: its log was trimmed up to LSN {entry.to_lsn} past the "
                     f"store's applied LSN {self.applied_lsn}; restoring from a snapshot is not available yet"
                 )
-            envelope = decode_envelope(entry.payload)
+            try:
+                envelope = decode_envelope(entry.payload)
+            except RecordFormatError as e:
+                # Anyone holding the cluster secret can append to a partition's log; a record
+                # that is not a command must not stop the partition, and it changes nothing.
+                log.warning(
+                    "skipping a record that is not a command",
+                    extra={"partition": self.partition, "lsn": entry.lsn, "error": str(e)},
+                )
+                txn.set_applied_lsn(entry.lsn)
+                continue
             actions.extend(
-                self._sm.apply(txn, entry.lsn, envelope, partition=self.partition, num_partitions=self.num_partitions)
+                self._sm.apply(
+                    txn, entry.lsn, envelope, partition=self.partition, num_partitions=self.num_partitions
+                )
             )
             if isinstance(envelope.command, AnnounceLeader):
                 announcements.append(envelope.command)
@@ -266,12 +292,16 @@ class PartitionProcessor:
     async def _become_leader(self) -> None:
         assert self._leadership is not None
         self.role = Role.LEADER
-        log.info("leading", extra={"partition": self.partition, "epoch": self._leadership.epoch})
+        lead = self._leadership
+        log.info("leading", extra={"partition": self.partition, "epoch": lead.epoch})
+        lead.proposer = asyncio.ensure_future(self._propose_loop(lead))
         self._invoker = self._make_invoker(self)
         self._invoker.start()
         self._timers = TimerService(self.propose, self._now)
         self._timers.start(self._store.timers())
-        self._shuffle = Shuffle(self.partition, self.num_partitions, self._logs.append, self.propose, self._now)
+        self._shuffle = Shuffle(
+            self.partition, self.num_partitions, self._logs.append, self.propose, self._now
+        )
         self._shuffle.start(self._store.outbox())
         # Invocations that were running under the previous leader run again (their journals
         # say how far they got); suspended ones wait for their completions.
@@ -286,7 +316,9 @@ class PartitionProcessor:
             return
         was_leader = self.role is Role.LEADER
         self.role = Role.FOLLOWER
-        self._leadership = None
+        lead, self._leadership = self._leadership, None
+        if lead is not None and lead.proposer is not None and lead.proposer is not asyncio.current_task():
+            lead.proposer.cancel()
         if was_leader:
             log.info("stepping down", extra={"partition": self.partition, "why": why})
         invoker, timers, shuffle = self._invoker, self._timers, self._shuffle
@@ -303,22 +335,75 @@ class PartitionProcessor:
 
     async def propose(self, command: Command) -> int:
         """Append one of the leader's own commands to the log; return its LSN once committed.
-        Proposals reach the log in call order (Bifrost's ordered appender); a failed one makes
-        the leader step down (a later one must not land after a hole)."""
+
+        One task (`_propose_loop`) numbers and appends the proposals, in call order, a batch
+        at a time: their dedup sequence numbers must reach the log in increasing order (the
+        state machine drops a proposal that is not above the last), which concurrent appends
+        could not promise. A failed append makes the leader step down: a later proposal must
+        not land after a hole."""
         lead = self._leadership
-        if lead is None or self.role is Role.FOLLOWER:
+        if lead is None or self.role is not Role.LEADER:
             raise PartitionStopped(f"partition {self.partition}: not the leader")
-        seq = lead.next_seq
-        lead.next_seq += 1
-        envelope = Envelope(command, int(self._now()), SelfProposal(lead.epoch, seq))
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        lead.pending.append((command, fut))
+        lead.wake.set()
+        return await fut
+
+    async def _propose_loop(self, lead: _Leadership) -> None:
         try:
-            lsn = await self._logs.append(self.log_id, [encode_envelope(envelope)])
-        except Exception as e:
-            await self._step_down(f"a proposal failed: {e!r}")
+            while True:
+                await lead.wake.wait()
+                lead.wake.clear()
+                while lead.pending:
+                    batch, records = self._next_proposals(lead)
+                    try:
+                        first = await self._logs.append(self.log_id, records)
+                    except (RecordTooLarge, BatchTooLarge) as e:
+                        # Refused before anything was appended: only this proposal fails.
+                        batch[0][1].set_exception(e)
+                        continue
+                    except Exception as e:
+                        self._fail_proposals(lead, batch, e)
+                        asyncio.ensure_future(self._step_down(f"a proposal failed: {e!r}"))
+                        return
+                    lead.last_proposed_lsn = first + len(records) - 1
+                    for offset, (_, fut) in enumerate(batch):
+                        if not fut.done():
+                            fut.set_result(first + offset)
+        except asyncio.CancelledError:
+            self._fail_proposals(lead, [], PartitionStopped(f"partition {self.partition}: not the leader"))
             raise
-        if self._leadership is lead:
-            lead.last_proposed_lsn = max(lead.last_proposed_lsn, lsn)
-        return lsn
+
+    def _next_proposals(
+        self, lead: _Leadership
+    ) -> tuple[list[tuple[Command, asyncio.Future[int]]], list[bytes]]:
+        batch: list[tuple[Command, asyncio.Future[int]]] = []
+        records: list[bytes] = []
+        cost = 0
+        now = int(self._now())
+        while lead.pending:
+            command, fut = lead.pending[0]
+            record = encode_envelope(Envelope(command, now, SelfProposal(lead.epoch, lead.next_seq)))
+            record_cost = batch_cost([record])
+            if records and cost + record_cost > PROPOSAL_BATCH_BYTES:
+                break
+            lead.pending.popleft()
+            lead.next_seq += 1
+            batch.append((command, fut))
+            records.append(record)
+            cost += record_cost
+            if record_cost > PROPOSAL_BATCH_BYTES:
+                break
+        return batch, records
+
+    @staticmethod
+    def _fail_proposals(
+        lead: _Leadership, batch: list[tuple[Command, asyncio.Future[int]]], error: BaseException
+    ) -> None:
+        for _, fut in (*batch, *lead.pending):
+            if not fut.done():
+                fut.set_exception(error)
+        lead.pending.clear()
 
     async def wait_applied(self, lsn: int | None = None) -> None:
         """Until the record at ``lsn`` (default: the leader's last proposal) is applied here."""

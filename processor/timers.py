@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 
 
 class TimerService:
-    def __init__(self, propose: Callable[[TimerFired], Awaitable[object]], wall_clock_ms: Callable[[], float]) -> None:
+    def __init__(
+        self, propose: Callable[[TimerFired], Awaitable[object]], wall_clock_ms: Callable[[], float]
+    ) -> None:
         self._propose = propose
         self._now = wall_clock_ms
         self._heap: list[TimerKey] = []

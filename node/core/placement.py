@@ -49,7 +49,9 @@ def place(
             placements.append(before)
             continue
         while len(replicas) < want:
-            candidate = min((n for n in live_sorted if n not in replicas), key=lambda n: (replica_count[n], n))
+            candidate = min(
+                (n for n in live_sorted if n not in replicas), key=lambda n: (replica_count[n], n)
+            )
             replicas.append(candidate)
             replica_count[candidate] += 1
         if not leader:

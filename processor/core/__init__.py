@@ -30,6 +30,7 @@ from processor.core._actions import (
 from processor.core._codec import RecordFormatError, decode, decode_envelope, encode, encode_envelope
 from processor.core._commands import (
     AnnounceLeader,
+    Attach,
     CallTarget,
     Command,
     Dedup,
@@ -102,6 +103,7 @@ __all__ = [
     "InvocationIdBytes",
     "InvocationResponse",
     "InvocationStatus",
+    "Attach",
     "Invoke",
     "InvokeAction",
     "InvokerEffect",

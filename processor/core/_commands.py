@@ -31,6 +31,7 @@ import msgspec
 from processor.core._model import (
     Awaiting,
     Failure,
+    IngressSink,
     InvocationIdBytes,
     InvocationResponse,
     ServiceInvocation,
@@ -60,6 +61,15 @@ class Invoke(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """Start (or schedule, or queue) an invocation; a duplicate id attaches or is ignored."""
 
     invocation: ServiceInvocation
+
+
+class Attach(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """Send ``invocation_id``'s result to ``sink`` too: at once if it is retained, when it ends
+    if it runs, or a rejection if the partition no longer knows it. Never starts anything, so
+    an ingress that lost its answer asks again with this, not with its Invoke."""
+
+    invocation_id: InvocationIdBytes
+    sink: IngressSink
 
 
 class CallTarget(msgspec.Struct, frozen=True, array_like=True):
@@ -143,7 +153,17 @@ class TruncateOutbox(msgspec.Struct, frozen=True, array_like=True, tag=True):
 
 
 Command = (
-    Invoke | JournalCommand | RunCompletion | Suspended | End | Fail | TimerFired | Respond | AnnounceLeader | TruncateOutbox
+    Invoke
+    | Attach
+    | JournalCommand
+    | RunCompletion
+    | Suspended
+    | End
+    | Fail
+    | TimerFired
+    | Respond
+    | AnnounceLeader
+    | TruncateOutbox
 )
 
 

@@ -114,8 +114,9 @@ def describe_invocation(inv: ServiceInvocation, name: Namer = invocation_name) -
 def describe_outbox(message: OutboxMessage, name: Namer = invocation_name) -> str:
     command = message.command
     if isinstance(command, InvocationResponse):
-        body = f"respond {name(command.caller)}:{command.completion_id} from {name(command.callee)} " + describe_result(
-            command.result
+        body = (
+            f"respond {name(command.caller)}:{command.completion_id} from {name(command.callee)} "
+            + describe_result(command.result)
         )
     else:
         body = "invoke " + describe_invocation(command, name)
@@ -158,7 +159,12 @@ def describe_action(action: Action, name: Namer = invocation_name) -> str:
 
 def describe_status(status: InvocationStatus, name: Namer = invocation_name) -> str:
     inv = status.invocation
-    parts = [status.kind.value, str(inv.target), f"journal={status.journal_length}", f"commands={status.commands}"]
+    parts = [
+        status.kind.value,
+        str(inv.target),
+        f"journal={status.journal_length}",
+        f"commands={status.commands}",
+    ]
     if status.completions:
         parts.append("completions=(" + ", ".join(map(str, status.completions)) + ")")
     if status.signals:
@@ -211,14 +217,18 @@ def describe_store(store: MemoryStore, name: Namer = invocation_name, tables: tu
     if "state" in want:
         for (service, key), values in sorted(store.state.items()):
             if values:
-                pairs = " ".join(f"{describe_bytes(k)}={describe_bytes(v)}" for k, v in sorted(values.items()))
+                pairs = " ".join(
+                    f"{describe_bytes(k)}={describe_bytes(v)}" for k, v in sorted(values.items())
+                )
                 lines.append(f"state {service}/{key}: {pairs}")
     if "locks" in want:
         lines += [f"lock {svc}/{key}: {name(i)}" for (svc, key), i in sorted(store.locks.items())]
     if "inbox" in want:
         for (service, key), queued in sorted(store.inbox.items()):
             if queued:
-                lines.append(f"inbox {service}/{key}: " + " ".join(f"{s}={name(i)}" for s, i in sorted(queued.items())))
+                lines.append(
+                    f"inbox {service}/{key}: " + " ".join(f"{s}={name(i)}" for s, i in sorted(queued.items()))
+                )
     if "timers" in want:
         lines += ["timer " + describe_timer(t, name) for t in store.timers]
     if "outbox" in want:

@@ -153,7 +153,9 @@ class MemoryTables:
 
     # --- journal ---
 
-    def journal(self, invocation_id: InvocationIdBytes, from_index: int = 0) -> Iterator[tuple[int, JournalEntry]]:
+    def journal(
+        self, invocation_id: InvocationIdBytes, from_index: int = 0
+    ) -> Iterator[tuple[int, JournalEntry]]:
         durable = {} if invocation_id in self._cleared_journal else self._store.journal.get(invocation_id, {})
         merged = dict(durable)
         for (table, key), value in self._writes.items():
@@ -177,7 +179,11 @@ class MemoryTables:
     # --- state ---
 
     def get_state(self, service: str, key: str, name: bytes) -> bytes | None:
-        durable = None if (service, key) in self._cleared_state else self._store.state.get((service, key), {}).get(name)
+        durable = (
+            None
+            if (service, key) in self._cleared_state
+            else self._store.state.get((service, key), {}).get(name)
+        )
         return self._get("state", (service, key, name), durable)  # type: ignore[return-value]
 
     def put_state(self, service: str, key: str, name: bytes, value: bytes) -> None:

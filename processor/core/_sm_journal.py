@@ -211,7 +211,9 @@ def _call(ctx: Apply, cmd: JournalCommand, status: InvocationStatus, message: An
         journal_retention_ms=call.journal_retention_ms,
     )
     id_completion = m.invocation_id_notification_idx
-    reply = pb.CallInvocationIdCompletionNotificationMessage(completion_id=id_completion, invocation_id=str(child))
+    reply = pb.CallInvocationIdCompletionNotificationMessage(
+        completion_id=id_completion, invocation_id=str(child)
+    )
     _with_notification(ctx, cmd, status, T.CALL_INVOCATION_ID_COMPLETION, reply, id_completion)
     outbox(ctx, OutboxMessage(child.partition_key, invocation))
     return None

@@ -57,6 +57,10 @@ from processor.protocol import MessageType, pb
 _replace = msgspec.structs.replace
 _INPUT = int(MessageType.INPUT_COMMAND)
 WORKFLOW_ALREADY_INVOKED = Failure(409, "the workflow method was already invoked")
+INVOCATION_GONE = Failure(
+    404,
+    "the invocation is unknown: it ended and its result was not retained (use an idempotency key to keep it)",
+)
 EMPTY_RESULT = Result(value=b"")
 RUNNING = (StatusKind.INVOKED, StatusKind.SUSPENDED)
 """Kinds that may receive notifications: the invocation started and has not completed."""
@@ -144,6 +148,21 @@ def _duplicate(ctx: Apply, inv: ServiceInvocation, status: InvocationStatus) -> 
     elif sink not in status.response_sinks:
         sinks = (*status.response_sinks, sink)
         ctx.tables.put_status(inv_id, _replace(status, response_sinks=sinks, modified_at_ms=ctx.now_ms))
+
+
+def attach(ctx: Apply, inv_id: InvocationIdBytes, sink: IngressSink) -> str | None:
+    """Another sink for an invocation's result; never starts one (see `Attach`)."""
+    if not ctx.owns(inv_id):
+        return "the invocation id is malformed or belongs to another partition"
+    status = ctx.tables.get_status(inv_id)
+    if status is None:
+        reject(ctx, sink, inv_id, INVOCATION_GONE)
+    elif status.kind is StatusKind.COMPLETED:
+        answer(ctx, sink, inv_id, status.result or EMPTY_RESULT, status.expires_at_ms)
+    elif sink not in status.response_sinks:
+        sinks = (*status.response_sinks, sink)
+        ctx.tables.put_status(inv_id, _replace(status, response_sinks=sinks, modified_at_ms=ctx.now_ms))
+    return None
 
 
 def admit(ctx: Apply, inv_id: InvocationIdBytes, status: InvocationStatus) -> None:
@@ -286,7 +305,9 @@ def _release(ctx: Apply, inv_id: InvocationIdBytes, status: InvocationStatus) ->
 # --- where results go -----------------------------------------------------------------------
 
 
-def answer(ctx: Apply, sink: ResponseSink, inv_id: InvocationIdBytes, result: Result, expires_at_ms: int) -> None:
+def answer(
+    ctx: Apply, sink: ResponseSink, inv_id: InvocationIdBytes, result: Result, expires_at_ms: int
+) -> None:
     if isinstance(sink, IngressSink):
         ctx.actions.append(IngressResponse(sink, inv_id, result, expires_at_ms))
     else:

@@ -43,6 +43,7 @@ from processor.core._actions import AbortAttempt, Action, InvokeAction
 from processor.core._codec import decode_envelope
 from processor.core._commands import (
     AnnounceLeader,
+    Attach,
     Command,
     End,
     Envelope,
@@ -66,6 +67,7 @@ from processor.core._sm_lifecycle import (
     Apply,
     admit,
     already_in,
+    attach,
     complete,
     invoke,
     notify,
@@ -80,7 +82,16 @@ SELF: str = "self"
 """The dedup producer of the partition leader's own proposals."""
 
 DropHook = Callable[[Envelope, str], None]
-_LEADER_ONLY = (JournalCommand, RunCompletion, Suspended, End, Fail, TimerFired, TruncateOutbox, AnnounceLeader)
+_LEADER_ONLY = (
+    JournalCommand,
+    RunCompletion,
+    Suspended,
+    End,
+    Fail,
+    TimerFired,
+    TruncateOutbox,
+    AnnounceLeader,
+)
 
 
 def foreign_producer(partition: int) -> str:
@@ -169,15 +180,23 @@ def _invoke(ctx: Apply, cmd: Invoke) -> str | None:
     return invoke(ctx, cmd.invocation)
 
 
+def _attach(ctx: Apply, cmd: Attach) -> str | None:
+    return attach(ctx, cmd.invocation_id, cmd.sink)
+
+
 def _run_completion(ctx: Apply, cmd: RunCompletion) -> str | None:
     result = Result(value=None if cmd.failure is not None else cmd.value or b"", failure=cmd.failure)
-    entry = _completion(MessageType.RUN_COMPLETION, pb.RunCompletionNotificationMessage, cmd.completion_id, result)
+    entry = _completion(
+        MessageType.RUN_COMPLETION, pb.RunCompletionNotificationMessage, cmd.completion_id, result
+    )
     return _notify(ctx, cmd.invocation_id, cmd.completion_id, entry, ack_run=True)
 
 
 def _respond(ctx: Apply, cmd: Respond) -> str | None:
     r = cmd.response
-    entry = _completion(MessageType.CALL_COMPLETION, pb.CallCompletionNotificationMessage, r.completion_id, r.result)
+    entry = _completion(
+        MessageType.CALL_COMPLETION, pb.CallCompletionNotificationMessage, r.completion_id, r.result
+    )
     return _notify(ctx, r.caller, r.completion_id, entry)
 
 
@@ -195,7 +214,9 @@ def _completion(type_id: int, cls: type[Message], completion_id: int, result: Re
     return JournalEntry(type_id, message.SerializeToString())
 
 
-def _notify(ctx: Apply, inv_id: bytes, completion_id: int, entry: JournalEntry, *, ack_run: bool = False) -> str | None:
+def _notify(
+    ctx: Apply, inv_id: bytes, completion_id: int, entry: JournalEntry, *, ack_run: bool = False
+) -> str | None:
     """Append a completion that arrived on its own (run result, call result, timer)."""
     status = status_in(ctx, inv_id, RUNNING)
     if isinstance(status, str):
@@ -277,6 +298,7 @@ def _truncate_outbox(ctx: Apply, cmd: TruncateOutbox) -> str | None:
 
 _APPLY: dict[type[Command], Callable[[Apply, Command], str | None]] = {  # type: ignore[dict-item]
     Invoke: _invoke,
+    Attach: _attach,
     JournalCommand: journal_command,
     RunCompletion: _run_completion,
     Suspended: _suspended,

@@ -189,7 +189,9 @@ class TableKey:
                 return header + self._struct.pack(*converted)
             return header + self._struct.pack(*values)
         except _ERRORS as e:
-            raise KeyFormatError(f"{self._describe(partition, values)} does not fit the key layout: {e}") from None
+            raise KeyFormatError(
+                f"{self._describe(partition, values)} does not fit the key layout: {e}"
+            ) from None
 
     def prefix(self, partition: int, *leading: Any) -> bytes:
         """The bytes every key of this partition starting with these leading fields begins with."""
@@ -199,7 +201,9 @@ class TableKey:
             header = self._headers.get(partition) or self._header(partition)
             return header + b"".join([f.encode(v) for f, v in zip(self.fields, leading, strict=False)])
         except _ERRORS as e:
-            raise KeyFormatError(f"{self._describe(partition, leading)} does not fit the key layout: {e}") from None
+            raise KeyFormatError(
+                f"{self._describe(partition, leading)} does not fit the key layout: {e}"
+            ) from None
 
     def bounds(self, partition: int, *leading: Any) -> tuple[bytes, bytes]:
         """[lower, upper) of the keys that start with these leading fields."""
@@ -219,7 +223,9 @@ class TableKey:
         except (struct.error, KeyError, IndexError, UnicodeError) as e:
             raise KeyFormatError(f"malformed {self.kind.name} key {key.hex()}: {e}") from None
         if pos != len(key):
-            raise KeyFormatError(f"malformed {self.kind.name} key {key.hex()}: {len(key) - pos} trailing bytes")
+            raise KeyFormatError(
+                f"malformed {self.kind.name} key {key.hex()}: {len(key) - pos} trailing bytes"
+            )
         return tuple(values)
 
     def _header(self, partition: int) -> bytes:

@@ -160,7 +160,9 @@ class PartitionStore:
         try:
             return self._db.get(key)
         except Exception as e:  # rocksdict raises bare Exception with RocksDB's status text
-            raise StoreReadError(f"partition store at {self.path}: cannot read key {key.hex()}: {_one_line(e)}") from None
+            raise StoreReadError(
+                f"partition store at {self.path}: cannot read key {key.hex()}: {_one_line(e)}"
+            ) from None
 
     def _rows(self, lower: bytes, upper: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Committed rows in [lower, upper), in key order."""
@@ -225,7 +227,9 @@ class PartitionHandle:
     def get_status(self, invocation_id: InvocationIdBytes) -> InvocationStatus | None:
         return self.transaction().get_status(invocation_id)
 
-    def journal(self, invocation_id: InvocationIdBytes, from_index: int = 0) -> Iterator[tuple[int, JournalEntry]]:
+    def journal(
+        self, invocation_id: InvocationIdBytes, from_index: int = 0
+    ) -> Iterator[tuple[int, JournalEntry]]:
         return self.transaction().journal(invocation_id, from_index)
 
     def all_state(self, service: str, key: str) -> Iterator[tuple[bytes, bytes]]:
@@ -364,7 +368,9 @@ class StoreTransaction:
 
     # --- journal ---
 
-    def journal(self, invocation_id: InvocationIdBytes, from_index: int = 0) -> Iterator[tuple[int, JournalEntry]]:
+    def journal(
+        self, invocation_id: InvocationIdBytes, from_index: int = 0
+    ) -> Iterator[tuple[int, JournalEntry]]:
         _, upper = keys.JOURNAL.bounds(self._p, invocation_id)
         lower = keys.JOURNAL.encode(self._p, invocation_id, max(from_index, 0))
         decode_entry = self._store._decode
