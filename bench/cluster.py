@@ -16,6 +16,7 @@ from bifrost.core._types import GenerationalNodeId
 from metadata import Precondition, PreconditionFailed, PreconditionKind, Versioned
 from metadata.records import NODES_CONFIG_KEY, NodeConfig, NodesConfig, decode, register_node
 from node.client import LogClient, NodeClient, NodeUnreachable, VersionMismatch
+from node.config import LOG_ONLY_ROLES
 from node.local_cluster import ClusterError, ClusterNode, LocalCluster, group_members
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -52,7 +53,7 @@ class BenchCluster:
     def __init__(self, base_dir: Path, count: int, replication: int, num_logs: int) -> None:
         if not 1 <= replication <= count:
             raise ValueError(f"replication {replication} impossible with {count} node(s)")
-        self.cluster = LocalCluster.create(base_dir, count, use_free_ports=True)
+        self.cluster = LocalCluster.create(base_dir, count, use_free_ports=True, roles=LOG_ONLY_ROLES)
         # The first node to start provisions the logs, so every node file carries the same values.
         for node in self.cluster.nodes:
             cfg = self.cluster.node_config(node)

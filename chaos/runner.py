@@ -34,6 +34,7 @@ from chaos.nemesis import PROXIED, Active, Nemeses, ProxyThread
 from chaos.netfault import NetFaults
 from chaos.schedule import ALL_NEMESES, Fault, make_schedule
 from node.client import LogClient, NodeClient
+from node.config import LOG_ONLY_ROLES
 from node.local_cluster import ClusterNode, LocalCluster
 
 log = logging.getLogger(__name__)
@@ -336,7 +337,7 @@ def run_chaos(
     nemeses = list(ALL_NEMESES) if nemeses is None else nemeses
     own_dir = base_dir is None
     base = Path(tempfile.mkdtemp(prefix="durastate-chaos-")) if base_dir is None else base_dir
-    cluster = LocalCluster.create(base, nodes, use_free_ports=True)
+    cluster = LocalCluster.create(base, nodes, use_free_ports=True, roles=LOG_ONLY_ROLES)
     schedule = make_schedule(seed, duration_s, nemeses, [n.name for n in cluster.nodes], LOG_IDS)
     errors: list[str] = []
 

@@ -146,7 +146,9 @@ class EtcdMember:
         while True:
             for endpoint in peers:
                 try:
-                    if await _readd(endpoint, self._name, self.peer_url, self.ran_before(), self._apply_members):
+                    if await _readd(
+                        endpoint, self._name, self.peer_url, self.ran_before(), self._apply_members
+                    ):
                         shutil.rmtree(self._data_dir, ignore_errors=True)
                         self._rejoined = True
                         return True

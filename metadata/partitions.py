@@ -14,35 +14,18 @@ from __future__ import annotations
 
 from typing import Final
 
-import msgspec
-
+from metadata.core.partition_table import PartitionEpoch, PartitionTable, Placement
 from metadata.records import decode, encode
 from metadata.store import MetadataStore, read_modify_write
 
 PARTITION_TABLE_KEY: Final = "partition_table"
 EPOCH_KEY_PREFIX: Final = "pp_epoch_"
 
+__all__ = ["PartitionEpoch", "PartitionTable", "Placement"]
+
 
 def epoch_key(partition: int) -> str:
     return f"{EPOCH_KEY_PREFIX}{partition}"
-
-
-class PartitionEpoch(msgspec.Struct, frozen=True):
-    epoch: int
-    node: int
-    generation: int
-
-
-class Placement(msgspec.Struct, frozen=True):
-    leader: int
-    """Plain node id of the node that should lead (0: none yet)."""
-    replicas: list[int]
-    """Plain node ids of the nodes that run the partition's processor (the leader among them)."""
-
-
-class PartitionTable(msgspec.Struct, frozen=True):
-    partitions: list[Placement]
-    """Index = partition id = log id."""
 
 
 async def claim_epoch(store: MetadataStore, partition: int, node: int, generation: int) -> int:

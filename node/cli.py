@@ -30,7 +30,7 @@ from node.client import (
     VersionMismatch,
     put_with_retry,
 )
-from node.config import ConfigError, load, preflight
+from node.config import LOG_ONLY_ROLES, ROLES, ConfigError, load, preflight
 from node.local_cluster import ClusterError, ClusterNode, LocalCluster
 
 DEFAULT_CLUSTER_DIR = Path("durastate-cluster")
@@ -134,7 +134,7 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
             )
         cluster.ensure_secret()
     else:
-        cluster = LocalCluster.create(args.base_dir, args.nodes or 3, args.free_ports)
+        cluster = LocalCluster.create(args.base_dir, args.nodes or 3, args.free_ports, _roles(args.roles))
     started = []
     for node in cluster.nodes:
         if not cluster.alive(node):
@@ -143,6 +143,16 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
             print(f"started {node.name} (pid {cluster.pid(node)})", file=sys.stderr)
     cluster.wait_healthy(started)
     return _print_status(cluster, args.json)
+
+
+def _roles(flag: str | None) -> tuple[str, ...]:
+    if flag is None:
+        return ROLES
+    roles = tuple(r.strip() for r in flag.split(",") if r.strip())
+    unknown = sorted(set(roles) - set(ROLES))
+    if not roles or unknown:
+        raise UsageError(f"--roles takes a comma-separated subset of {', '.join(ROLES)}; got {flag!r}")
+    return roles
 
 
 def cmd_cluster_status(args: argparse.Namespace) -> int:
@@ -481,6 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = cluster_cmd("up", cmd_cluster_up, "start the cluster's nodes and wait until healthy")
     up.add_argument("--nodes", type=int, default=None, help="number of nodes (default 3)")
     up.add_argument("--free-ports", action="store_true", help="pick free ports instead of the defaults")
+    up.add_argument(
+        "--roles",
+        help=f"roles of every node of a new cluster (default all; {','.join(LOG_ONLY_ROLES)} runs only the log)",
+    )
     cluster_cmd("status", cmd_cluster_status, "nodes, pids, generations, metadata leader")
     cluster_cmd("kill", cmd_cluster_kill, "SIGKILL a node and its etcd member").add_argument("node")
     cluster_cmd("start", cmd_cluster_start, "restart a node").add_argument("node")

@@ -28,6 +28,9 @@ from node.secret import SecretError, parse_hex
 
 ENV_PREFIX = "DURASTATE_"
 ROLES = ("metadata", "log-server", "worker", "admin", "http-ingress")
+# A cluster that only runs the log (its chaos runs and benchmarks): no partition processor
+# appends to the logs, so whatever is in them was appended by the workload.
+LOG_ONLY_ROLES = ("metadata", "log-server", "admin")
 METADATA_BACKENDS = ("local", "etcd")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 

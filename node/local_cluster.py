@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node import secret
-from node.config import BifrostConfig, MetadataConfig, NodeConfig, SecurityConfig
+from node.config import ROLES, BifrostConfig, MetadataConfig, NodeConfig, SecurityConfig
 from node.ports import LOOPBACK, PORTS_PER_NODE, Ports, free_ports, port_in_use, ports_for_node
 
 CLUSTER_FILE = "cluster.json"
@@ -118,9 +118,10 @@ def tail(path: Path, lines: int = 15) -> str:
 
 
 class LocalCluster:
-    def __init__(self, base_dir: Path, nodes: list[ClusterNode]) -> None:
+    def __init__(self, base_dir: Path, nodes: list[ClusterNode], roles: tuple[str, ...] = ROLES) -> None:
         self.base_dir = base_dir
         self.nodes = nodes
+        self.roles = roles
 
     @property
     def secret_path(self) -> Path:
@@ -148,7 +149,9 @@ class LocalCluster:
     # ---- layout ----------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, base_dir: Path, count: int, use_free_ports: bool) -> LocalCluster:
+    def create(
+        cls, base_dir: Path, count: int, use_free_ports: bool, roles: tuple[str, ...] = ROLES
+    ) -> LocalCluster:
         if count < 1:
             raise ValueError("--nodes must be at least 1")
         base_dir = base_dir.absolute()
@@ -161,13 +164,19 @@ class LocalCluster:
             else:
                 ports = ports_for_node(i)
             nodes.append(ClusterNode(f"n{i}", ports, base_dir / f"n{i}"))
-        cluster = cls(base_dir, nodes)
+        cluster = cls(base_dir, nodes, roles)
         secret.generate_file(cluster.secret_path)
         for node in nodes:
             node.base_dir.mkdir(parents=True, exist_ok=True)
             node.config_path.write_text(cluster.node_config(node).to_toml())
         (base_dir / CLUSTER_FILE).write_text(
-            json.dumps({"nodes": [{"name": n.name, "ports": n.ports.as_dict()} for n in nodes]}, indent=2)
+            json.dumps(
+                {
+                    "nodes": [{"name": n.name, "ports": n.ports.as_dict()} for n in nodes],
+                    "roles": list(roles),
+                },
+                indent=2,
+            )
         )
         cluster._remember_secret()
         return cluster
@@ -181,7 +190,7 @@ class LocalCluster:
         except FileNotFoundError:
             raise ClusterError(f"no local cluster in {base_dir} (run `durastate cluster up`)") from None
         nodes = [ClusterNode(n["name"], Ports(**n["ports"]), base_dir / n["name"]) for n in data["nodes"]]
-        cluster = cls(base_dir, nodes)
+        cluster = cls(base_dir, nodes, tuple(data.get("roles", ROLES)))
         if cluster.secret_path.exists():
             cluster._remember_secret()
         return cluster
@@ -200,6 +209,7 @@ class LocalCluster:
         return NodeConfig(
             node_name=node.name,
             base_dir=node.base_dir,
+            roles=self.roles,
             address=LOOPBACK,
             ports=node.ports,
             metadata=MetadataConfig(

@@ -18,7 +18,7 @@ table, and the controller writes it only when it changed.
 
 from __future__ import annotations
 
-from metadata.partitions import PartitionTable, Placement
+from metadata.core.partition_table import PartitionTable, Placement
 
 
 def place(

@@ -237,9 +237,9 @@ def test_the_node_serves_both_apis(procs: Procs, tmp_path: Path, catalog: AsgiSe
     assert (status, json.loads(health)) == (200, {"services": SERVICES})
     status, missing = http("GET", f"{ingress_url}/Nope/x")
     assert status == 404 and json.loads(missing)["source"] == "ingress"
-    # No partition processors on this node yet: a valid call is refused as unroutable, not lost.
-    status, refused = http("POST", f"{ingress_url}/Greeter/greet", "World")
-    assert status == 503 and json.loads(refused)["message"].startswith("internal routing error: ")
+    # The node's partition processors run the call on the registered deployment.
+    status, greeting = http("POST", f"{ingress_url}/Greeter/greet", "World")
+    assert (status, json.loads(greeting)) == (200, "Hello, World!")
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0

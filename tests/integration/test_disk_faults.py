@@ -58,7 +58,9 @@ def _env(base: Path) -> tuple[dict[str, str], int, str]:
     return env, admin, f"127.0.0.1:{node}"
 
 
-def test_a_full_disk_is_visible_fails_fast_and_recovers(procs: Procs, tmp_path: Path, small_disk: Path) -> None:
+def test_a_full_disk_is_visible_fails_fast_and_recovers(
+    procs: Procs, tmp_path: Path, small_disk: Path
+) -> None:
     env, admin, address = _env(small_disk)
     proc = procs.spawn([*DURASTATE, "server"], tmp_path / "node.log", cwd=tmp_path, env=env)
     try:

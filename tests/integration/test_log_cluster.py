@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from node.client import LogClient, NodeClient, NodeUnreachable
+from node.config import LOG_ONLY_ROLES
 from node.local_cluster import LocalCluster
 from tests.integration.test_local_cluster import cluster_dir  # noqa: F401  (fixture)
 from tests.support.procs import run_cli
@@ -78,7 +79,17 @@ class Appenders:
 @pytest.fixture
 def cluster(cluster_dir: Path) -> Iterator[tuple[str, LocalCluster]]:  # noqa: F811
     base = str(cluster_dir)
-    cli("cluster", "up", "--nodes", "3", "--base-dir", base, "--free-ports")
+    cli(
+        "cluster",
+        "up",
+        "--nodes",
+        "3",
+        "--base-dir",
+        base,
+        "--free-ports",
+        "--roles",
+        ",".join(LOG_ONLY_ROLES),
+    )
     yield base, LocalCluster.load(cluster_dir)
 
 

@@ -29,6 +29,7 @@ from bifrost.replicated.messages import (
     GetTailResponse,
 )
 from node.client import InvalidRequest, NodeClient
+from node.config import LOG_ONLY_ROLES
 from node.grpc_auth import call_metadata
 from node.ports import free_ports
 from node.secret import read_file
@@ -73,7 +74,11 @@ def healthy(port: int) -> bool:
 def start_node(procs: Procs, cwd: Path, prefix: tuple[str, ...] = ()) -> Node:
     names = ("ingress", "admin", "node", "data")
     ports = dict(zip(names, free_ports(len(names)), strict=True))
-    env = clean_env(**{f"DURASTATE_PORTS_{n.upper()}": str(p) for n, p in ports.items()})
+    # Only the log: these tests count the records they append.
+    env = clean_env(
+        **{f"DURASTATE_PORTS_{n.upper()}": str(p) for n, p in ports.items()},
+        DURASTATE_ROLES=",".join(LOG_ONLY_ROLES),
+    )
     cwd.mkdir(parents=True, exist_ok=True)
     proc = procs.spawn([*prefix, *DURASTATE, "server"], cwd / "node.log", cwd=cwd, env=env)
     node = Node(proc, cwd, ports, env)
@@ -265,7 +270,9 @@ def test_grpc_needs_the_cluster_token_but_health_stays_open(node: Node, tmp_path
     assert metric(node.metrics(), "durastate_edge_refused_total", listener="grpc", reason="wrong-token") >= 2
 
 
-def test_a_record_of_the_maximum_size_appends_and_reads_back_through_the_cli(node: Node, tmp_path: Path) -> None:
+def test_a_record_of_the_maximum_size_appends_and_reads_back_through_the_cli(
+    node: Node, tmp_path: Path
+) -> None:
     limit = 8 * 1024 * 1024
     record = tmp_path / "max.bin"
     record.write_bytes(b"r" * limit)
@@ -281,7 +288,9 @@ def test_a_record_of_the_maximum_size_appends_and_reads_back_through_the_cli(nod
     half = tmp_path / "half.bin"
     half.write_bytes(b"h" * (limit // 2 + 1))
     one_line_error(
-        node.cli("log", "append", "3", "--file", str(half), "--file", str(half)), 2, "append batch of 2 records"
+        node.cli("log", "append", "3", "--file", str(half), "--file", str(half)),
+        2,
+        "append batch of 2 records",
     )
 
 
@@ -289,7 +298,9 @@ def test_a_record_of_the_maximum_size_appends_and_reads_back_through_the_cli(nod
 
 
 def test_cli_and_grpc_errors_are_one_line(node: Node) -> None:
-    one_line_error(node.cli("metadata", "put", "k", "v", "--expect-version", "0"), 2, "--expect-version must be >= 1")
+    one_line_error(
+        node.cli("metadata", "put", "k", "v", "--expect-version", "0"), 2, "--expect-version must be >= 1"
+    )
     with NodeClient(node.address, secret=node.secret) as client:
         with pytest.raises(InvalidRequest, match="too large"):
             client.put("big", b"x" * int(3.9 * 1024 * 1024))
@@ -298,7 +309,9 @@ def test_cli_and_grpc_errors_are_one_line(node: Node) -> None:
     with grpc.insecure_channel(node.address) as channel:
         with pytest.raises(grpc.RpcError) as e:
             node_pb2_grpc.NodeServiceStub(channel).MetadataPut(
-                node_pb2.MetadataPutRequest(key="k", value=b"v", precondition=node_pb2.PRECONDITION_MATCHES_VERSION),
+                node_pb2.MetadataPutRequest(
+                    key="k", value=b"v", precondition=node_pb2.PRECONDITION_MATCHES_VERSION
+                ),
                 metadata=call_metadata(node.secret),
                 timeout=5,
             )
@@ -310,11 +323,20 @@ def test_cli_and_grpc_errors_are_one_line(node: Node) -> None:
 def test_reserved_keys_need_force_and_a_value_of_their_type(node: Node) -> None:
     node.cli("log", "append", "0", "x")
     one_line_error(node.cli("metadata", "put", "log_chain_0", "garbage"), 2, "'log_chain_0'", "--force")
-    one_line_error(node.cli("metadata", "put", "nodes_config", "garbage", "--force"), 2, "not a valid NodesConfig")
+    one_line_error(
+        node.cli("metadata", "put", "nodes_config", "garbage", "--force"), 2, "not a valid NodesConfig"
+    )
     one_line_error(node.cli("metadata", "put", "schema", "{}", "--force"), 2, "cannot be written by hand")
     got = json.loads(node.cli("metadata", "get", "log_chain_0", "--json").stdout)
     written = node.cli(
-        "metadata", "put", "log_chain_0", got["value"], "--force", "--expect-version", str(got["version"]), "--json"
+        "metadata",
+        "put",
+        "log_chain_0",
+        got["value"],
+        "--force",
+        "--expect-version",
+        str(got["version"]),
+        "--json",
     )
     assert written.returncode == 0, written.stderr
     assert node.cli("log", "append", "0", "y").stdout.split() == ["2"]

@@ -17,6 +17,7 @@ from bifrost.replicated.messages import Heartbeat
 from metadata import EtcdMetadataStore
 from metadata.records import NODES_CONFIG_KEY, NodesConfig, decode
 from node.client import InvalidRequest, NodeClient
+from node.config import LOG_ONLY_ROLES
 from node.local_cluster import ClusterNode, LocalCluster
 from tests.integration.test_local_cluster import cluster_dir  # noqa: F401  (fixture)
 from tests.support.data_port import RawPeer
@@ -46,21 +47,37 @@ def refused(node: ClusterNode, reason: str) -> float:
 
 def test_data_port_identity_forged_heartbeats_and_garbage_in_etcd(cluster_dir: Path) -> None:  # noqa: F811
     base = str(cluster_dir)
-    cli("cluster", "up", "--nodes", "3", "--base-dir", base, "--free-ports")
+    cli(
+        "cluster",
+        "up",
+        "--nodes",
+        "3",
+        "--base-dir",
+        base,
+        "--free-ports",
+        "--roles",
+        ",".join(LOG_ONLY_ROLES),
+    )
     cluster = LocalCluster.load(cluster_dir)
     assert (cluster_dir / "cluster.secret").stat().st_mode & 0o777 == 0o600
     n1, _, n3 = cluster.nodes
     with NodeClient(n1.grpc_address) as client:
         found = client.get(NODES_CONFIG_KEY)
         assert found is not None
-        ids = {name: GenerationalNodeId(rec.node_id, rec.generation) for name, rec in decode(NodesConfig, found.value).nodes.items()}
+        ids = {
+            name: GenerationalNodeId(rec.node_id, rec.generation)
+            for name, rec in decode(NodesConfig, found.value).nodes.items()
+        }
     cli("log", "append", "1", "one", "--base-dir", base)
     cli("log", "append", "2", "two", "--base-dir", base)
 
     # Only the cluster's nodes, in their current generation, get past the handshake; a node may
     # not speak for another.
     async def speak() -> None:
-        for who, why in ((GenerationalNodeId(99, 1), "unknown node"), (GenerationalNodeId(ids["n2"].node, 0), "stale generation")):
+        for who, why in (
+            (GenerationalNodeId(99, 1), "unknown node"),
+            (GenerationalNodeId(ids["n2"].node, 0), "stale generation"),
+        ):
             raw = await RawPeer.connect(n1.ports.data)
             with pytest.raises(ConnectionError, match=why):
                 await raw.authenticate(cluster.secret, who, ids["n1"].node)
@@ -113,7 +130,17 @@ def test_data_port_identity_forged_heartbeats_and_garbage_in_etcd(cluster_dir: P
     assert restart.returncode == 1
     last = [line for line in n3.log_path.read_text().splitlines() if line.startswith("durastate:")][-1]
     assert "cannot start" in last and "'nodes_config'" in last, last
-    cli("metadata", "put", NODES_CONFIG_KEY, good[NODES_CONFIG_KEY], "--force", "--base-dir", base, "--node", "n1")
+    cli(
+        "metadata",
+        "put",
+        NODES_CONFIG_KEY,
+        good[NODES_CONFIG_KEY],
+        "--force",
+        "--base-dir",
+        base,
+        "--node",
+        "n1",
+    )
     status = json.loads(cli("cluster", "start", "n3", "--base-dir", base, "--json"))
     assert status["nodes"][0]["generation"] == ids["n3"].generation + 1
     assert cli("log", "append", "1", "after", "--base-dir", base).split() == ["2"]

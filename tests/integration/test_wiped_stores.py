@@ -51,7 +51,10 @@ def _single_node(procs: Procs, tmp_path: Path) -> tuple[dict[str, str], str]:
     )
     proc = start_node(procs, tmp_path, env)
     address = f"127.0.0.1:{node}"
-    assert run_cli("log", "append", "1", "x", "y", "--address", address, cwd=tmp_path).stdout.split() == ["1", "2"]
+    assert run_cli("log", "append", "1", "x", "y", "--address", address, cwd=tmp_path).stdout.split() == [
+        "1",
+        "2",
+    ]
     stop_node(proc)
     return env, address
 

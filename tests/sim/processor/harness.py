@@ -241,9 +241,23 @@ class Simulation:
                 ik = f"three-{i}" if self.rng.random() < 0.5 else None
                 out.append((Target("Steps", "three", ServiceType.SERVICE), b"", ik, False))
             elif kind == "call":
-                out.append((Target("Caller", "run", ServiceType.SERVICE), self.rng.choice(keys).encode(), None, False))
+                out.append(
+                    (
+                        Target("Caller", "run", ServiceType.SERVICE),
+                        self.rng.choice(keys).encode(),
+                        None,
+                        False,
+                    )
+                )
             elif kind == "nap":
-                out.append((Target("Sleeper", "nap", ServiceType.SERVICE), str(self.rng.randint(1, 60)).encode(), None, False))
+                out.append(
+                    (
+                        Target("Sleeper", "nap", ServiceType.SERVICE),
+                        str(self.rng.randint(1, 60)).encode(),
+                        None,
+                        False,
+                    )
+                )
             else:
                 out.append((greeter_target(self.rng.choice(keys)), b"mail", None, True))
         return out
@@ -296,7 +310,9 @@ class Simulation:
             leader.last_seq[invocation_id] = leader.seq
 
     def _flush_one(self) -> bool:
-        queues = [(p, key) for p in range(self.config.partitions) for key, q in self.pipelines[p].items() if q]
+        queues = [
+            (p, key) for p in range(self.config.partitions) for key, q in self.pipelines[p].items() if q
+        ]
         if not queues:
             return False
         p, key = self.rng.choice(queues)
@@ -502,7 +518,9 @@ class Simulation:
         command = message.command
         wrapped = Invoke(command) if isinstance(command, ServiceInvocation) else Respond(command)
         target = partition_for_key(message.partition_key, self.config.partitions)
-        self._append(target, encode_envelope(Envelope(wrapped, self.now, ForeignPartition(replica.partition, index))))
+        self._append(
+            target, encode_envelope(Envelope(wrapped, self.now, ForeignPartition(replica.partition, index)))
+        )
         self._propose(replica, TruncateOutbox(index))
         return True
 
@@ -535,7 +553,9 @@ class Simulation:
         # crashes between its commit and its replies, so even the liveness phase needs this.
         if self.now >= self.next_timeout_check:
             self.next_timeout_check = self.now + CLIENT_TIMEOUT_MS // 8
-            overdue = [r for r in self.requests if not r.answered and self.now - r.sent_at > CLIENT_TIMEOUT_MS]
+            overdue = [
+                r for r in self.requests if not r.answered and self.now - r.sent_at > CLIENT_TIMEOUT_MS
+            ]
             if overdue:
                 return self._resend(overdue[0])
         return rng.choice(choices)() is not False
@@ -685,7 +705,9 @@ class Checker:
             seen.add(completion_id)
             used = self.used.get((inv_id, completion_id))
             if entry.type_id == MessageType.RUN_COMPLETION and used is not None and used != value:
-                raise InvariantViolation(f"run {completion_id} journaled {value!r}, its handler used {used!r}")
+                raise InvariantViolation(
+                    f"run {completion_id} journaled {value!r}, its handler used {used!r}"
+                )
 
     def execute_run(self, inv_id: bytes, completion_id: int, *, zombie: bool) -> bytes:
         """A step runs. A leader whose epoch was superseded (it has not read the announcement
@@ -733,7 +755,9 @@ class Checker:
             elif name == "Steps/three":
                 used = b"|".join(self.used.get((request.invocation_id, c), b"?") for c in (1, 2, 3))
                 if value != used:
-                    raise InvariantViolation(f"three {request.rid} returned {value!r}, its steps were {used!r}")
+                    raise InvariantViolation(
+                        f"three {request.rid} returned {value!r}, its steps were {used!r}"
+                    )
         for key, values in adds.items():
             if sorted(values) != list(range(1, len(values) + 1)):
                 raise InvariantViolation(f"counter {key}: the adds returned {sorted(values)}")

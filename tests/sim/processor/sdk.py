@@ -210,10 +210,14 @@ class Attempt:
         out: list[InvokerEffect] = []
         if isinstance(op, Get):
             cid = self._take_completion()
-            out += self._command(T.GET_LAZY_STATE_COMMAND, pb.GetLazyStateCommandMessage(key=op.key, result_completion_id=cid))
+            out += self._command(
+                T.GET_LAZY_STATE_COMMAND, pb.GetLazyStateCommandMessage(key=op.key, result_completion_id=cid)
+            )
             self._blocked = (cid, op)
         elif isinstance(op, Set):
-            out += self._command(T.SET_STATE_COMMAND, pb.SetStateCommandMessage(key=op.key, value=pb.Value(content=op.value)))
+            out += self._command(
+                T.SET_STATE_COMMAND, pb.SetStateCommandMessage(key=op.key, value=pb.Value(content=op.value))
+            )
         elif isinstance(op, Run):
             cid = self._take_completion()
             out += self._command(T.RUN_COMMAND, pb.RunCommandMessage(result_completion_id=cid))
@@ -231,7 +235,9 @@ class Attempt:
                 invocation_id_notification_idx=id_cid,
                 result_completion_id=result_cid,
             )
-            out += self._command(T.CALL_COMMAND, message, CallTarget(op.target, "dp1", self._call_retention_ms))
+            out += self._command(
+                T.CALL_COMMAND, message, CallTarget(op.target, "dp1", self._call_retention_ms)
+            )
             self._blocked = (result_cid, op)
         elif isinstance(op, Send):
             id_cid = self._take_completion()
@@ -243,7 +249,9 @@ class Attempt:
                 invoke_time=self._now() + op.delay_ms,
                 invocation_id_notification_idx=id_cid,
             )
-            out += self._command(T.ONE_WAY_CALL_COMMAND, message, CallTarget(op.target, "dp1", self._call_retention_ms))
+            out += self._command(
+                T.ONE_WAY_CALL_COMMAND, message, CallTarget(op.target, "dp1", self._call_retention_ms)
+            )
         else:
             cid = self._take_completion()
             message = pb.SleepCommandMessage(wake_up_time=self._now() + op.ms, result_completion_id=cid)

@@ -31,7 +31,11 @@ CHAIN0 = Chain.new(1, P0)
 
 
 def enqueues(out: list) -> list[tuple[int, int, int, int]]:
-    return [(o.params.loglet_id & 0xFF, o.batch_id, o.first_seq, o.prev_seq) for o in out if isinstance(o, Enqueue)]
+    return [
+        (o.params.loglet_id & 0xFF, o.batch_id, o.first_seq, o.prev_seq)
+        for o in out
+        if isinstance(o, Enqueue)
+    ]
 
 
 def started() -> Appender:

@@ -266,6 +266,8 @@ def _decodes(body: bytes) -> bool:
 
 WIRE_TYPE = mi.type_info(WireMessage)
 VALID = strategy_for(WIRE_TYPE, SMALL)
+
+
 def _ints(value: Any) -> Iterator[int]:
     if isinstance(value, bool):
         return

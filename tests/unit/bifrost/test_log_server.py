@@ -83,7 +83,9 @@ class LogServerEnv:
             case "persist-fail":
                 # the shell's write of the oldest outstanding batch fails (disk full)
                 p = self.pending.pop(0)
-                return "\n".join(self.step(PersistFailed(p.token, t.arg("reason", "No space left on device"))))
+                return "\n".join(
+                    self.step(PersistFailed(p.token, t.arg("reason", "No space left on device")))
+                )
             case "persist":
                 # sync the oldest outstanding batch: apply it to the disk, then tell the core
                 if not self.pending:

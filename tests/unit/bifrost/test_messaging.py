@@ -156,7 +156,9 @@ def test_a_silent_or_slow_handshake_is_cut_at_its_deadline() -> None:
 
 def test_connection_caps_refuse_at_once_and_count() -> None:
     async def main() -> None:
-        limits = ConnectionLimits(max_handshaking=2, max_connections=3, max_per_peer=1, handshake_timeout_s=30)
+        limits = ConnectionLimits(
+            max_handshaking=2, max_connections=3, max_per_peer=1, handshake_timeout_s=30
+        )
         server, port = await serve(Recorder(), limits)
         waiting = [await RawPeer.connect(port) for _ in range(2)]
         await until(lambda: server.connections == (2, 0))
@@ -214,7 +216,9 @@ async def chatty_receive(raw: RawPeer) -> tuple[int, Any]:
     return tuple(msgspec.json.decode(await raw.reader.readexactly(int.from_bytes(data, "big"))))  # type: ignore[return-value]
 
 
-def test_after_the_handshake_an_oversized_or_malformed_frame_or_a_failing_handler_cuts_only_that_connection() -> None:
+def test_after_the_handshake_an_oversized_or_malformed_frame_or_a_failing_handler_cuts_only_that_connection() -> (
+    None
+):
     async def main() -> None:
         def handler(peer, reply, rid, msg) -> None:
             if msg == "boom":

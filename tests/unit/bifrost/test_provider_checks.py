@@ -48,7 +48,9 @@ class Chain:
 
 
 def setup() -> tuple[ReplicatedProvider, FakeLogServer, Chain]:
-    network = Network(DataPortAuth(b"s" * 32, ME, lambda p: None), WireCodec(), lambda n: None, lambda *a: None)
+    network = Network(
+        DataPortAuth(b"s" * 32, ME, lambda p: None), WireCodec(), lambda n: None, lambda *a: None
+    )
     log_server, chain = FakeLogServer(), Chain()
     provider = ReplicatedProvider(ME, network, log_server, names_loglet=chain)  # type: ignore[arg-type]
     return provider, log_server, chain
@@ -96,7 +98,9 @@ def test_a_sequencer_starts_only_for_the_chains_params_after_one_check() -> None
         assert provider.sequencers == {}
 
         chain.answer, chain.calls = True, 0
-        both = await asyncio.gather(ask(provider, PEER, GetTailRequest(OURS)), ask(provider, PEER, GetTailRequest(OURS)))
+        both = await asyncio.gather(
+            ask(provider, PEER, GetTailRequest(OURS)), ask(provider, PEER, GetTailRequest(OURS))
+        )
         assert both == [[GetTailResponse(True, 1, False)]] * 2
         assert chain.calls == 1, "concurrent first requests share one check"
         assert list(provider.sequencers) == [OURS.loglet_id]

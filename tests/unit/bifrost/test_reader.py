@@ -85,7 +85,9 @@ def test_a_stalled_consumer_stops_the_reading() -> None:
     sends: list = []
     for _ in range(20):
         net.now += 1000
-        sends += [o for o in rs.step(Tick(net.now)) if isinstance(o, Send) and isinstance(o.message, GetRecords)]
+        sends += [
+            o for o in rs.step(Tick(net.now)) if isinstance(o, Send) and isinstance(o.message, GetRecords)
+        ]
     assert sends == [], "no read while the consumer is behind"
     rs.step(Consumed(50))
     assert run(net, rs, steps=300)[:10] == list(range(51, 61))

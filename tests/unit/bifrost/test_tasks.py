@@ -178,5 +178,7 @@ def test_the_wipe_scenario_without_the_marker_loses_records() -> None:
 
 def test_find_tail_says_at_once_when_no_safe_tail_can_exist() -> None:
     net = Loopback([1, 2, 3])
-    out = net.drive(FindTailTask(PARAMS, non_authoritative=frozenset({1, 2})), lambda o: isinstance(o, NoSafeTail))
+    out = net.drive(
+        FindTailTask(PARAMS, non_authoritative=frozenset({1, 2})), lambda o: isinstance(o, NoSafeTail)
+    )
     assert out == [NoSafeTail((1, 2))]

@@ -19,13 +19,19 @@ SECRET = b"g" * 32
 
 
 class Broken(node_pb2_grpc.NodeServiceServicer):
-    async def GetNodeInfo(self, request: node_pb2.GetNodeInfoRequest, context: grpc.aio.ServicerContext) -> node_pb2.NodeInfo:
+    async def GetNodeInfo(
+        self, request: node_pb2.GetNodeInfoRequest, context: grpc.aio.ServicerContext
+    ) -> node_pb2.NodeInfo:
         raise RuntimeError("boom\n  with a second line")
 
-    async def LogTail(self, request: node_pb2.LogTailRequest, context: grpc.aio.ServicerContext) -> node_pb2.LogTailResponse:
+    async def LogTail(
+        self, request: node_pb2.LogTailRequest, context: grpc.aio.ServicerContext
+    ) -> node_pb2.LogTailResponse:
         return node_pb2.LogTailResponse(next_lsn=7)
 
-    async def LogRead(self, request: node_pb2.LogReadRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[node_pb2.LogEntry]:
+    async def LogRead(
+        self, request: node_pb2.LogReadRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[node_pb2.LogEntry]:
         yield node_pb2.LogEntry(lsn=1, payload=b"a")
         raise KeyError("mid-stream")
 
@@ -54,14 +60,17 @@ def test_calls_need_the_token_and_health_does_not() -> None:
 def _token_checks(address: str) -> None:
     with NodeClient(address, secret=SECRET) as client:
         assert LogClient(client).tail(1) == (7, False)
-    with NodeClient(address, secret=b"w" * 32) as client, pytest.raises(Unauthenticated, match="wrong cluster token"):
+    with (
+        NodeClient(address, secret=b"w" * 32) as client,
+        pytest.raises(Unauthenticated, match="wrong cluster token"),
+    ):
         LogClient(client).tail(1)
     with NodeClient(address, secret=b"w" * 32) as client, pytest.raises(Unauthenticated):
         list(LogClient(client).read(1, 1, follow=False))
     with grpc.insecure_channel(address) as channel:
-        assert health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status == (
-            health_pb2.HealthCheckResponse.SERVING
-        )
+        assert health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=5
+        ).status == (health_pb2.HealthCheckResponse.SERVING)
 
 
 def test_an_escaped_error_is_one_line_internal() -> None:

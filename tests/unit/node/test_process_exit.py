@@ -36,7 +36,9 @@ def test_a_zombie_leader_with_live_threads_is_not_gone() -> None:
     proc = subprocess.Popen([sys.executable, "-c", _HALF_DEAD, str(port)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        wait_until(lambda: open(f"/proc/{proc.pid}/stat").read().split(") ")[1][0] == "Z", 10, "leader zombie")
+        wait_until(
+            lambda: open(f"/proc/{proc.pid}/stat").read().split(") ")[1][0] == "Z", 10, "leader zombie"
+        )
         assert port_in_use(port)
         assert not _gone(proc.pid)
         proc.send_signal(signal.SIGKILL)

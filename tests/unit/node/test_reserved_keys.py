@@ -13,7 +13,8 @@ NODES = NodesConfig("c", {"n1": NodeConfig("n1", 1, ["log-server"], "127.0.0.1",
 
 
 @pytest.mark.parametrize(
-    "key", ["nodes_config", "bifrost_logs", "log_chain_1", "log_chain_x", "pp_epoch_3", "partition_table", "schema"]
+    "key",
+    ["nodes_config", "bifrost_logs", "log_chain_1", "log_chain_x", "pp_epoch_3", "partition_table", "schema"],
 )
 def test_internal_keys_are_reserved(key: str) -> None:
     assert reserved(key) is not None

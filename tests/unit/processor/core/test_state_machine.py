@@ -40,7 +40,9 @@ def recorded_log(name: str) -> list[Envelope | bytes]:
     return env.partitions[0].log
 
 
-def apply_all(log: list[Envelope | bytes], batch: int, machines: list[StateMachine] | None = None) -> MemoryStore:
+def apply_all(
+    log: list[Envelope | bytes], batch: int, machines: list[StateMachine] | None = None
+) -> MemoryStore:
     store = MemoryStore()
     machines = machines or [StateMachine()]
     for start in range(0, len(log), batch):
@@ -56,7 +58,9 @@ def apply_all(log: list[Envelope | bytes], batch: int, machines: list[StateMachi
     return store
 
 
-@pytest.mark.parametrize("name", ["counter.txt", "run.txt", "idempotency.txt", "leader.txt", "duplicates.txt"])
+@pytest.mark.parametrize(
+    "name", ["counter.txt", "run.txt", "idempotency.txt", "leader.txt", "duplicates.txt"]
+)
 def test_batching_and_instances_do_not_matter(name: str):
     """One record per transaction or all in one; one state machine or a new one per record
     (a restart): the tables come out the same, so nothing lives outside them."""
@@ -69,13 +73,17 @@ def test_batching_and_instances_do_not_matter(name: str):
 def test_every_record_moves_the_applied_lsn_and_an_old_one_changes_nothing():
     store = MemoryStore()
     drops: list[str] = []
-    machine = StateMachine(on_drop=lambda envelope, reason: drops.append(f"{type(envelope.command).__name__}: {reason}"))
+    machine = StateMachine(
+        on_drop=lambda envelope, reason: drops.append(f"{type(envelope.command).__name__}: {reason}")
+    )
     truncate = Envelope(TruncateOutbox(3), 5)  # no dedup: a leader's command, dropped
     txn = store.transaction()
     assert machine.apply(txn, 7, truncate, partition=0, num_partitions=1) == []
     txn.commit()
     assert store.fsm == {"applied_lsn": 7}
-    assert drops == ["TruncateOutbox: TruncateOutbox is the leader's command: it must come as a self proposal"]
+    assert drops == [
+        "TruncateOutbox: TruncateOutbox is the leader's command: it must come as a self proposal"
+    ]
     txn = store.transaction()
     machine.apply(txn, 7, truncate, partition=0, num_partitions=1)
     txn.commit()
@@ -105,17 +113,38 @@ def call_child(parent: bytes, index: int, ik: str | None) -> ServiceInvocation:
     caller = Target("Caller", "run", ServiceType.SERVICE)
     callee = Target("Counter", "add", ServiceType.VIRTUAL_OBJECT, HandlerType.EXCLUSIVE, "k")
     txn = store.transaction()
-    machine.apply(txn, 1, Envelope(Invoke(ServiceInvocation(parent, caller, "dp1", b"")), 1), partition=0, num_partitions=1)
-    machine.apply(txn, 2, Envelope(AnnounceLeader(1, 1, 1), 1, SelfProposal(1, 0)), partition=0, num_partitions=1)
+    machine.apply(
+        txn,
+        1,
+        Envelope(Invoke(ServiceInvocation(parent, caller, "dp1", b"")), 1),
+        partition=0,
+        num_partitions=1,
+    )
+    machine.apply(
+        txn, 2, Envelope(AnnounceLeader(1, 1, 1), 1, SelfProposal(1, 0)), partition=0, num_partitions=1
+    )
     for i in range(1, index):
         run = pb.RunCommandMessage(result_completion_id=100 + i).SerializeToString()
-        machine.apply(txn, 2 + i, Envelope(JournalCommand(parent, i, MessageType.RUN_COMMAND, run), 1, SelfProposal(1, i)), partition=0, num_partitions=1)
+        machine.apply(
+            txn,
+            2 + i,
+            Envelope(JournalCommand(parent, i, MessageType.RUN_COMMAND, run), 1, SelfProposal(1, i)),
+            partition=0,
+            num_partitions=1,
+        )
     fields = {"idempotency_key": ik} if ik is not None else {}
     call = pb.CallCommandMessage(
-        service_name="Counter", handler_name="add", key="k", invocation_id_notification_idx=1, result_completion_id=2, **fields
+        service_name="Counter",
+        handler_name="add",
+        key="k",
+        invocation_id_notification_idx=1,
+        result_completion_id=2,
+        **fields,
     ).SerializeToString()
     command = JournalCommand(parent, index, MessageType.CALL_COMMAND, call, CallTarget(callee, "dp1"))
-    actions = machine.apply(txn, 2 + index, Envelope(command, 1, SelfProposal(1, index)), partition=0, num_partitions=1)
+    actions = machine.apply(
+        txn, 2 + index, Envelope(command, 1, SelfProposal(1, index)), partition=0, num_partitions=1
+    )
     child = actions[-1].message.command  # type: ignore[union-attr]
     assert isinstance(child, ServiceInvocation)
     return child

@@ -198,7 +198,9 @@ class World:
                 self.propose(JournalCommand(inv, index, frame.type_id, frame.payload, call))
                 index += 1
             elif frame.type_id == MessageType.PROPOSE_RUN_COMPLETION:
-                self.propose(RunCompletion(inv, frame.message.result_completion_id, value=frame.message.value))
+                self.propose(
+                    RunCompletion(inv, frame.message.result_completion_id, value=frame.message.value)
+                )
             elif frame.type_id == MessageType.SUSPENSION:
                 awaits = suspension_awaits(frame.message, VERSION)
                 awaiting = Awaiting(tuple(sorted(awaits.completions)), tuple(sorted(awaits.signals)))

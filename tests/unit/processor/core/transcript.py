@@ -100,7 +100,11 @@ def parse_target(text: str, kind: str | None, handler: str | None) -> Target:
         return Target(parts[0], parts[1], ServiceType.SERVICE)
     service, key, name = parts
     service_type = ServiceType.WORKFLOW if kind == "workflow" else ServiceType.VIRTUAL_OBJECT
-    default = "workflow" if kind == "workflow" and name == "run" else ("shared" if kind == "workflow" else "exclusive")
+    default = (
+        "workflow"
+        if kind == "workflow" and name == "run"
+        else ("shared" if kind == "workflow" else "exclusive")
+    )
     return Target(service, name, service_type, HandlerType(handler or default), key)
 
 
@@ -139,10 +143,14 @@ class Env:
     def new_id(self, name: str, target: Target, ik: str | None, p: int | None) -> bytes:
         if target.handler_type is HandlerType.WORKFLOW:
             assert target.key is not None
-            return InvocationId(partition_key_of(target.key), workflow_uuid(target.service, target.key)).to_bytes()
+            return InvocationId(
+                partition_key_of(target.key), workflow_uuid(target.service, target.key)
+            ).to_bytes()
         if ik is not None:
             uuid = idempotent_uuid(target.service, target.handler, ik, target.key)
-            return InvocationId(partition_key_of(target.key if target.key is not None else ik), uuid).to_bytes()
+            return InvocationId(
+                partition_key_of(target.key if target.key is not None else ik), uuid
+            ).to_bytes()
         digest = hashlib.sha256(name.encode()).digest()
         if target.key is not None:
             pk = partition_key_of(target.key)
@@ -198,7 +206,9 @@ class Env:
         return []
 
     def do_invoke(self, case: TestCase) -> list[str]:
-        target = parse_target(case.arg("target"), case.arg("kind", "") or None, case.arg("handler", "") or None)
+        target = parse_target(
+            case.arg("target"), case.arg("kind", "") or None, case.arg("handler", "") or None
+        )
         ik = case.arg("ik", "") or None
         name = case.arg("name")
         p = case.int_arg("p") if case.has("p") else None
@@ -249,7 +259,9 @@ class Env:
                 m = pb.OutputCommandMessage(value=pb.Value(content=case.arg("value", "").encode()))
             return T.OUTPUT_COMMAND, m.SerializeToString(), None
         if kind in ("call", "send"):
-            target = parse_target(case.arg("target"), case.arg("kind", "") or None, case.arg("handler", "") or None)
+            target = parse_target(
+                case.arg("target"), case.arg("kind", "") or None, case.arg("handler", "") or None
+            )
             ik = "" if case.has("empty-ik") else case.arg("ik", "") or None
             fields = {
                 "service_name": target.service,
@@ -277,20 +289,52 @@ class Env:
             )
             if case.has("child"):
                 self.alias(case.arg("child"), child.to_bytes())
-            call = None if case.has("unresolved") else CallTarget(target, DEPLOYMENT, case.int_arg("retention", 0))
+            call = (
+                None
+                if case.has("unresolved")
+                else CallTarget(target, DEPLOYMENT, case.int_arg("retention", 0))
+            )
             return type_id, m.SerializeToString(), call
         key = case.arg("key", "").encode()
         simple = {
-            "set-state": lambda: (T.SET_STATE_COMMAND, pb.SetStateCommandMessage(key=key, value=pb.Value(content=case.arg("value").encode()))),
+            "set-state": lambda: (
+                T.SET_STATE_COMMAND,
+                pb.SetStateCommandMessage(key=key, value=pb.Value(content=case.arg("value").encode())),
+            ),
             "clear-state": lambda: (T.CLEAR_STATE_COMMAND, pb.ClearStateCommandMessage(key=key)),
             "clear-all-state": lambda: (T.CLEAR_ALL_STATE_COMMAND, pb.ClearAllStateCommandMessage()),
-            "get-lazy-state": lambda: (T.GET_LAZY_STATE_COMMAND, pb.GetLazyStateCommandMessage(key=key, result_completion_id=cid)),
-            "get-lazy-state-keys": lambda: (T.GET_LAZY_STATE_KEYS_COMMAND, pb.GetLazyStateKeysCommandMessage(result_completion_id=cid)),
-            "get-eager-state": lambda: (T.GET_EAGER_STATE_COMMAND, pb.GetEagerStateCommandMessage(key=key, value=pb.Value(content=case.arg("value").encode())) if case.has("value") else pb.GetEagerStateCommandMessage(key=key, void=pb.Void())),
-            "run": lambda: (T.RUN_COMMAND, pb.RunCommandMessage(result_completion_id=cid, name=case.arg("name", ""))),
-            "sleep": lambda: (T.SLEEP_COMMAND, pb.SleepCommandMessage(wake_up_time=case.int_arg("wake"), result_completion_id=cid)),
-            "get-promise": lambda: (T.GET_PROMISE_COMMAND, pb.GetPromiseCommandMessage(key=case.arg("key"), result_completion_id=cid)),
-            "send-signal": lambda: (T.SEND_SIGNAL_COMMAND, pb.SendSignalCommandMessage(target_invocation_id=case.arg("target"), idx=case.int_arg("signal"), void=pb.Void())),
+            "get-lazy-state": lambda: (
+                T.GET_LAZY_STATE_COMMAND,
+                pb.GetLazyStateCommandMessage(key=key, result_completion_id=cid),
+            ),
+            "get-lazy-state-keys": lambda: (
+                T.GET_LAZY_STATE_KEYS_COMMAND,
+                pb.GetLazyStateKeysCommandMessage(result_completion_id=cid),
+            ),
+            "get-eager-state": lambda: (
+                T.GET_EAGER_STATE_COMMAND,
+                pb.GetEagerStateCommandMessage(key=key, value=pb.Value(content=case.arg("value").encode()))
+                if case.has("value")
+                else pb.GetEagerStateCommandMessage(key=key, void=pb.Void()),
+            ),
+            "run": lambda: (
+                T.RUN_COMMAND,
+                pb.RunCommandMessage(result_completion_id=cid, name=case.arg("name", "")),
+            ),
+            "sleep": lambda: (
+                T.SLEEP_COMMAND,
+                pb.SleepCommandMessage(wake_up_time=case.int_arg("wake"), result_completion_id=cid),
+            ),
+            "get-promise": lambda: (
+                T.GET_PROMISE_COMMAND,
+                pb.GetPromiseCommandMessage(key=case.arg("key"), result_completion_id=cid),
+            ),
+            "send-signal": lambda: (
+                T.SEND_SIGNAL_COMMAND,
+                pb.SendSignalCommandMessage(
+                    target_invocation_id=case.arg("target"), idx=case.int_arg("signal"), void=pb.Void()
+                ),
+            ),
         }
         type_id, message = simple[kind]()
         return type_id, message.SerializeToString(), None
@@ -307,7 +351,8 @@ class Env:
     def do_suspend(self, case: TestCase) -> list[str]:
         inv = self.id(case.arg("inv"))
         awaiting = Awaiting(
-            tuple(int(c) for c in case.list_arg("completions")), tuple(int(s) for s in case.list_arg("signals"))
+            tuple(int(c) for c in case.list_arg("completions")),
+            tuple(int(s) for s in case.list_arg("signals")),
         )
         return self.effect(case, Suspended(inv, awaiting), inv)
 
@@ -361,7 +406,9 @@ class Env:
 
     def do_truncate(self, case: TestCase) -> list[str]:
         part = self.partitions[case.int_arg("p", 0)]
-        return self.append(part, self.envelope(TruncateOutbox(case.int_arg("index")), self.leader_dedup(part, case)))
+        return self.append(
+            part, self.envelope(TruncateOutbox(case.int_arg("index")), self.leader_dedup(part, case))
+        )
 
     def do_announce(self, case: TestCase) -> list[str]:
         part = self.partitions[case.int_arg("p", 0)]
@@ -383,7 +430,9 @@ class Env:
     def do_garbage(self, case: TestCase) -> list[str]:
         part = self.partitions[case.int_arg("p", 0)]
         # The format byte, then a byte msgpack never uses.
-        return self.apply(part, len(part.log) + 1, encode_envelope(self.envelope(TruncateOutbox(0)))[:1] + b"\xc1")
+        return self.apply(
+            part, len(part.log) + 1, encode_envelope(self.envelope(TruncateOutbox(0)))[:1] + b"\xc1"
+        )
 
     def do_dump(self, case: TestCase) -> list[str]:
         part = self.partitions[case.int_arg("p", 0)]

@@ -176,7 +176,13 @@ def journal_order_and_from_index(begin: Begin) -> None:
     t = begin()
     t.put_journal(inv(1), 4, entry(4))
     t.put_journal(inv(1), 1, entry(41))  # overwrite a committed entry
-    assert list(t.journal(inv(1))) == [(0, entry(0)), (1, entry(41)), (2, entry(2)), (3, entry(3)), (4, entry(4))]
+    assert list(t.journal(inv(1))) == [
+        (0, entry(0)),
+        (1, entry(41)),
+        (2, entry(2)),
+        (3, entry(3)),
+        (4, entry(4)),
+    ]
     assert list(t.journal(inv(1), 3)) == [(3, entry(3)), (4, entry(4))]
     assert list(t.journal(inv(1), 5)) == []
     assert list(t.journal(inv(2))) == [(0, entry(50))]
@@ -243,7 +249,16 @@ def state_read_your_writes_and_order(begin: Begin) -> None:
 
 def state_keys_do_not_leak_into_each_other(begin: Begin) -> None:
     # Keys and services that are prefixes of one another, or differ only after a NUL.
-    pairs = [("S", "k"), ("S", "k\x00"), ("S", "k\x00x"), ("S", "ka"), ("S", ""), ("Sk", ""), ("S\x00k", ""), ("", "Sk")]
+    pairs = [
+        ("S", "k"),
+        ("S", "k\x00"),
+        ("S", "k\x00x"),
+        ("S", "ka"),
+        ("S", ""),
+        ("Sk", ""),
+        ("S\x00k", ""),
+        ("", "Sk"),
+    ]
     t = begin()
     for i, (service, key) in enumerate(pairs):
         t.put_state(service, key, b"name", b"%d" % i)
@@ -302,7 +317,11 @@ def locks(begin: Begin) -> None:
     assert t.get_lock("Counter", "k") == inv(1)
     t.commit()
     t = begin()
-    assert (t.get_lock("Counter", "k"), t.get_lock("Counter", "k2"), t.get_lock("Other", "k")) == (inv(1), inv(2), None)
+    assert (t.get_lock("Counter", "k"), t.get_lock("Counter", "k2"), t.get_lock("Other", "k")) == (
+        inv(1),
+        inv(2),
+        None,
+    )
     t.delete_lock("Counter", "k")
     assert t.get_lock("Counter", "k") is None
     t.put_lock("Counter", "k", inv(3))
@@ -359,7 +378,9 @@ def timer_ordering(begin: Begin) -> None:
         for kind in kinds
         for completion in (0, 7, 256)
     ]
-    expected = sorted(timers, key=lambda t: (t.wake_up_ms, t.invocation_id, kinds.index(t.kind), t.completion_id))
+    expected = sorted(
+        timers, key=lambda t: (t.wake_up_ms, t.invocation_id, kinds.index(t.kind), t.completion_id)
+    )
     shuffled = list(timers)
     random.Random(7).shuffle(shuffled)
     t = begin()

@@ -39,13 +39,16 @@ def progressed(proc: subprocess.Popen, log: Path) -> tuple[int, int] | None:
 
 
 @pytest.mark.parametrize("durability", [Durability.WAL, Durability.WAL_SYNC], ids=lambda d: d.value)
-def test_sigkill_mid_commit_leaves_whole_batches(durability: Durability, tmp_path: Path, procs: Procs) -> None:
+def test_sigkill_mid_commit_leaves_whole_batches(
+    durability: Durability, tmp_path: Path, procs: Procs
+) -> None:
     path = tmp_path / "store"
     applied = 0
     for round_ in range(ROUNDS):
         log = tmp_path / f"writer-{round_}.log"
         proc = procs.spawn(
-            [sys.executable, "-m", "tests.unit.processor.store.crash_writer", str(path), durability.value], log
+            [sys.executable, "-m", "tests.unit.processor.store.crash_writer", str(path), durability.value],
+            log,
         )
         start, _ = wait_until(lambda p=proc, log=log: progressed(p, log), 60, "the writer to commit batches")
         assert start == applied  # it continued where the reopened store said

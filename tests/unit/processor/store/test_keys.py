@@ -67,7 +67,12 @@ def test_assigned_codes_never_change() -> None:
         "TIMERS": b"ti",
         "OUTBOX": b"ob",
     }
-    assert {v.name: v.value for v in FsmVar} == {"INBOX_SEQ": 0, "OUTBOX_INDEX": 1, "APPLIED_LSN": 2, "LEADER": 7}
+    assert {v.name: v.value for v in FsmVar} == {
+        "INBOX_SEQ": 0,
+        "OUTBOX_INDEX": 1,
+        "APPLIED_LSN": 2,
+        "LEADER": 7,
+    }
     assert {k.name: c for k, c in keys.TIMER_KIND_CODE.items()} == {"SLEEP": 1, "INVOKE": 2, "CLEANUP": 3}
 
 
@@ -92,7 +97,9 @@ def test_byte_order_is_field_order(pair: tuple[TableKey, tuple, tuple]) -> None:
 
 
 @given(any_row(), st.data())
-def test_prefix_bounds_hold_exactly_the_rows_with_those_leading_fields(row: tuple[TableKey, tuple], data: st.DataObject) -> None:
+def test_prefix_bounds_hold_exactly_the_rows_with_those_leading_fields(
+    row: tuple[TableKey, tuple], data: st.DataObject
+) -> None:
     table, values = row
     key = table.encode(*values)
     n = data.draw(st.integers(0, len(table.fields)), label="leading fields")
@@ -104,7 +111,9 @@ def test_prefix_bounds_hold_exactly_the_rows_with_those_leading_fields(row: tupl
 
 
 @given(any_row(), st.sampled_from(keys.TABLES), PARTITIONS)
-def test_tables_and_partitions_do_not_overlap(row: tuple[TableKey, tuple], other: TableKey, partition: int) -> None:
+def test_tables_and_partitions_do_not_overlap(
+    row: tuple[TableKey, tuple], other: TableKey, partition: int
+) -> None:
     table, values = row
     key = table.encode(*values)
     lower, upper = other.bounds(partition)
@@ -114,7 +123,12 @@ def test_tables_and_partitions_do_not_overlap(row: tuple[TableKey, tuple], other
 
 def test_state_scans_do_not_catch_keys_that_extend_the_key() -> None:
     lower, upper = keys.STATE.bounds(1, "Counter", "a")
-    for service, key in [("Counter", "a\x00"), ("Counter", "a\x00b"), ("Counter", "ab"), ("Counter\x00", "a")]:
+    for service, key in [
+        ("Counter", "a\x00"),
+        ("Counter", "a\x00b"),
+        ("Counter", "ab"),
+        ("Counter\x00", "a"),
+    ]:
         assert not lower <= keys.STATE.encode(1, service, key, b"n") < upper, (service, key)
     assert lower <= keys.STATE.encode(1, "Counter", "a", b"\x00\x01") < upper
 
@@ -124,7 +138,7 @@ def test_successor_is_the_least_upper_bound_of_a_prefix(prefix: bytes, other: by
     upper = keys.successor(prefix)
     assert prefix < upper
     assert (prefix <= other < upper) == other.startswith(prefix)
-    assert (prefix <= prefix + other < upper)
+    assert prefix <= prefix + other < upper
 
 
 def test_timer_keys() -> None:

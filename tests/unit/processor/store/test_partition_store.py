@@ -102,7 +102,11 @@ def test_reads_outside_transactions_see_committed_state_only(tmp_path: Path) -> 
         t.put_journal(inv(1), 0, JournalEntry(1, b"in"))
         t.put_state("Counter", "k", b"n", b"1")
         t.set_applied_lsn(4)
-        assert (part.get_status(inv(1)), list(part.journal(inv(1))), list(part.all_state("Counter", "k"))) == (
+        assert (
+            part.get_status(inv(1)),
+            list(part.journal(inv(1))),
+            list(part.all_state("Counter", "k")),
+        ) == (
             None,
             [],
             [],
@@ -143,7 +147,9 @@ def test_handle_checks_its_own_applied_lsn(tmp_path: Path) -> None:
         t.set_applied_lsn(120)
         t.commit()
         assert part.check_not_ahead(121) == 120
-        with pytest.raises(StoreAheadOfLog, match="partition 3's store has applied LSN 120 but its log ends at 100"):
+        with pytest.raises(
+            StoreAheadOfLog, match="partition 3's store has applied LSN 120 but its log ends at 100"
+        ):
             part.check_not_ahead(101)
 
 
@@ -151,7 +157,10 @@ def test_handle_checks_its_own_applied_lsn(tmp_path: Path) -> None:
 
 
 def test_a_second_open_of_the_same_store_is_refused_by_name(tmp_path: Path) -> None:
-    with PartitionStore(tmp_path), pytest.raises(StoreOpenError, match=f"cannot open the partition store at {tmp_path}"):
+    with (
+        PartitionStore(tmp_path),
+        pytest.raises(StoreOpenError, match=f"cannot open the partition store at {tmp_path}"),
+    ):
         PartitionStore(tmp_path)
 
 
@@ -173,7 +182,9 @@ def test_an_undecodable_value_is_a_read_error_naming_its_key(tmp_path: Path) -> 
     with PartitionStore(tmp_path) as store:
         key = keys.STATUS.encode(1, inv(1))
         store._db.put(key, b"\x07garbage")
-        with pytest.raises(StoreReadError, match=f"partition store at {tmp_path}: key {key.hex()}: cannot decode"):
+        with pytest.raises(
+            StoreReadError, match=f"partition store at {tmp_path}: key {key.hex()}: cannot decode"
+        ):
             store.partition(1).get_status(inv(1))
 
 
