@@ -57,7 +57,9 @@ MAX_INFLIGHT_BYTES = 32 * 1024 * 1024
 
 
 class LogAppender:
-    def __init__(self, bifrost: Bifrost, log_id: int, appender_id: int, config: AppenderConfig | None = None) -> None:
+    def __init__(
+        self, bifrost: Bifrost, log_id: int, appender_id: int, config: AppenderConfig | None = None
+    ) -> None:
         self._bifrost = bifrost
         self._log_id = log_id
         self._appender_id = appender_id
@@ -138,7 +140,9 @@ class LogAppender:
                 error: Exception
                 if out.reason is RejectReason.LOG_SEALED:
                     error = LogSealed(f"log {self._log_id}: {out.detail}; reconfigure it to append")
-                elif out.reason is RejectReason.UNAVAILABLE and out.detail.startswith(NoWritableNodeset.__name__):
+                elif out.reason is RejectReason.UNAVAILABLE and out.detail.startswith(
+                    NoWritableNodeset.__name__
+                ):
                     error = NoWritableNodeset(out.detail.split(": ", 1)[1])
                 else:
                     error = LogUnavailable(f"append to log {self._log_id} gave up: {out.detail}")

@@ -45,6 +45,7 @@ from bifrost.core import (
     Reconfiguration,
     Reconfigured,
     Segment,
+    nodeset_needs_change,
     select_nodeset,
 )
 from bifrost.core._types import LogletParams, loglet_id
@@ -72,7 +73,6 @@ from metadata import (
 )
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +268,12 @@ class Bifrost:
     def reappended_records(self) -> int:
         return sum(a.reappended_records for a in self._appenders.values())
 
+    async def nodeset_needs_change(self, params: LogletParams) -> str | None:
+        """Why the open loglet ``params`` should move to a new nodeset (see the core's rule)."""
+        config = await self.logs_config()
+        live = sorted(set(self._live_nodes()))
+        return nodeset_needs_change(params.nodeset, live, config.replication, target=config.nodeset_size)
+
     def sequencer_is_gone(self, params: LogletParams) -> bool:
         seq = params.sequencer
         if seq.node == self.me:
@@ -296,7 +302,9 @@ class Bifrost:
                     f"only {len(live)} of {len(alive)} live log-servers can take writes, replication "
                     f"{config.replication} needs more (see the nodes' /health for why)"
                 )
-            raise LogUnavailable(f"only {len(alive)} live log-servers, replication {config.replication} needs more")
+            raise LogUnavailable(
+                f"only {len(alive)} live log-servers, replication {config.replication} needs more"
+            )
         return nodeset
 
     # --- reconfiguration ---

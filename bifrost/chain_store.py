@@ -35,7 +35,9 @@ def decode_chain(key: str, value: bytes) -> Chain:
     chain, or is the chain of another log."""
     chain = decode(Chain, value, key)
     if chain_key(chain.log_id) != key:
-        raise RecordFormatError(f"metadata key {key!r} must hold its own log's chain, not log {chain.log_id}'s")
+        raise RecordFormatError(
+            f"metadata key {key!r} must hold its own log's chain, not log {chain.log_id}'s"
+        )
     return chain
 
 

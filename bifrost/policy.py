@@ -54,4 +54,3 @@ how often a node that lost data tries to rebuild it."""
 
 DISK_RECOVERY_INTERVAL_S: Final = 1.0
 """After a failed write, how often the log-server tries to reopen its store and write again."""
-

@@ -360,8 +360,9 @@ class LogRole:
 
     async def _watchdog(self) -> None:
         """Logs nobody appends to still need a live sequencer (readers and the next appender
-        would otherwise wait on a dead one), and open loglets with a member that lost its data
-        must move to a whole nodeset: the lowest live writable node reconfigures them."""
+        would otherwise wait on a dead one); open loglets with a member that lost its data, or
+        whose nodeset cannot take writes or could be larger, must move to a new nodeset: the
+        lowest live writable node reconfigures them."""
         while True:
             await asyncio.sleep(WATCHDOG_INTERVAL_S)
             live = self._live_log_servers()
@@ -382,6 +383,8 @@ class LogRole:
                         why = "its sequencer is gone"
                     elif self.view.non_authoritative(params.loglet_id):
                         why = "a member lost its data"
+                    elif change := await self.bifrost.nodeset_needs_change(params):
+                        why = change
                     else:
                         continue
                     log.info("watchdog reconfigures a log", extra={"log": log_id, "why": why})

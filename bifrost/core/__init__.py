@@ -69,6 +69,7 @@ from ._reconfigure import (
     Reconfiguration,
     Reconfigured,
     ReconfigureState,
+    nodeset_needs_change,
     select_nodeset,
 )
 from ._sequencer import (
@@ -214,5 +215,6 @@ __all__ = [
     "describe",
     "describe_loglet",
     "loglet_id",
+    "nodeset_needs_change",
     "select_nodeset",
 ]

@@ -239,7 +239,9 @@ class Appender:
                 # Nothing newer came: ask again (reconfiguring this time) once the grace ends.
                 self._wanting = False
                 if self._state is AppenderState.RECOVERING:
-                    self._want_later(max(self._escalate_at or 0, self._now + self._retry_delay), reconfigure=True)
+                    self._want_later(
+                        max(self._escalate_at or 0, self._now + self._retry_delay), reconfigure=True
+                    )
             return
         old = self._current_loglet()
         self._tail = inp
@@ -247,7 +249,10 @@ class Appender:
         if inp.segment is None or inp.segment.params is None:
             self._state = AppenderState.RECOVERING
             if inp.sealed:
-                self._reject_all(RejectReason.LOG_SEALED, f"the log is sealed at LSN {inp.segment.base_lsn if inp.segment else 0}")
+                self._reject_all(
+                    RejectReason.LOG_SEALED,
+                    f"the log is sealed at LSN {inp.segment.base_lsn if inp.segment else 0}",
+                )
             elif self._pending:
                 self._want_later(self._now + self._retry_delay, reconfigure=True)
             return
@@ -285,7 +290,9 @@ class Appender:
         self._retry_delay = self._config.retry_min_ms
 
     def _on_refused(self, inp: BatchRefused) -> None:
-        if inp.loglet_id != self._current_loglet() or not any(b.batch_id == inp.batch_id for b in self._pending):
+        if inp.loglet_id != self._current_loglet() or not any(
+            b.batch_id == inp.batch_id for b in self._pending
+        ):
             return  # about a loglet we left already, or a batch already resolved
         if self._state is not AppenderState.WRITING:
             return  # already recovering: one refusal is enough
@@ -315,7 +322,9 @@ class Appender:
         expired = [b for b in self._pending if b.deadline <= now]
         for b in expired:
             self._pending.remove(b)
-            self._out.append(Rejected(b.batch_id, RejectReason.DEADLINE, "no acknowledgement before the deadline"))
+            self._out.append(
+                Rejected(b.batch_id, RejectReason.DEADLINE, "no acknowledgement before the deadline")
+            )
         if self._retry_at is not None and self._retry_at <= now:
             self._retry_at = None
             if self._state is AppenderState.WRITING:

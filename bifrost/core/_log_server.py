@@ -291,7 +291,9 @@ class LogServer:
 
     def _on_persist_failed(self, inp: PersistFailed) -> None:
         if self._inflight is None or self._inflight[0] != inp.token:
-            raise LocalProtocolError(f"PersistFailed({inp.token}) but the outstanding batch is {self._inflight!r}")
+            raise LocalProtocolError(
+                f"PersistFailed({inp.token}) but the outstanding batch is {self._inflight!r}"
+            )
         self._fault = f"a write to the store failed: {inp.reason}"
         waiters = self._inflight[2] + self._buffer_waiters
         self._inflight = None
@@ -408,7 +410,9 @@ class LogServer:
                 return self._reply(req, Stored(self._header(lg, Status.OK)))
             if lg.mode is not LogletMode.SEALING:
                 # Same bytes already on their way to disk: acknowledge with them.
-                return self._after_everything_staged(_Waiter(_WaitKind.STORED, lid, req.sender, req.request_id))
+                return self._after_everything_staged(
+                    _Waiter(_WaitKind.STORED, lid, req.sender, req.request_id)
+                )
         if lg.mode is LogletMode.SEALING:
             if repair:
                 return self._reply(req, Stored(self._header(lg, Status.SEALING)))

@@ -37,11 +37,37 @@ def select_nodeset(
     pool = sorted(n for n in dict.fromkeys(live) if n != me)
     rng.shuffle(pool)
     chosen = ([me] if me in live else []) + pool
-    want = max(target, 2 * replication - 1, replication + 1)
-    chosen = chosen[: max(want, replication)]
+    chosen = chosen[: max(nodeset_size_wanted(replication, target), replication)]
     if len(chosen) < replication:
         return None
     return tuple(sorted(chosen))
+
+
+def nodeset_size_wanted(replication: int, target: int = 0) -> int:
+    """How many nodes a new loglet's nodeset gets when that many are live (`select_nodeset`)."""
+    return max(target, 2 * replication - 1, replication + 1)
+
+
+def nodeset_needs_change(
+    nodeset: tuple[NodeId, ...], live: list[NodeId], replication: int, *, target: int = 0
+) -> str | None:
+    """Why an open loglet should move to a new nodeset, or None.
+
+    - Fewer than ``replication`` of its nodes are live and writable: no append can commit,
+      while a new nodeset of live nodes could take them.
+    - It is smaller than wanted and live nodes outside it could fill it: a log created while
+      few nodes were up (the first start of a cluster) would otherwise stay without fault
+      tolerance -- with nodeset = replication, one dead node blocks its tail for good."""
+    live_set = set(live)
+    if len(live_set) < replication:
+        return None  # no better nodeset exists
+    members = set(nodeset)
+    if len(members & live_set) < replication:
+        return "too few of its nodes are live to take writes"
+    wanted = min(nodeset_size_wanted(replication, target), len(live_set | members))
+    if len(members) < wanted and live_set - members:
+        return f"its nodeset of {len(members)} can grow to {wanted}"
+    return None
 
 
 class ReconfigureState(enum.Enum):
@@ -97,7 +123,11 @@ class Reconfiguration:
         self._version = chain_version
         self._new = LogletParams(chain.next_loglet_id(), me, replication, new_nodeset)
         self._task = FindTailTask(
-            old, config, now_ms=now_ms, known_global_tail=known_global_tail, non_authoritative=non_authoritative
+            old,
+            config,
+            now_ms=now_ms,
+            known_global_tail=known_global_tail,
+            non_authoritative=non_authoritative,
         )
         self._state = ReconfigureState.FINDING_TAIL
         self._tail = 0

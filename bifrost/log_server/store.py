@@ -60,7 +60,9 @@ class RocksLogStore:
         try:
             it.status()
         except Exception as e:  # rocksdict raises bare Exception with RocksDB's status text
-            raise StoreOpenError(f"the log-server store at {self.path} is corrupted: {_one_line(e)}") from None
+            raise StoreOpenError(
+                f"the log-server store at {self.path} is corrupted: {_one_line(e)}"
+            ) from None
         return n
 
     def reopen(self) -> None:

@@ -306,7 +306,9 @@ class _Connection(asyncio.Protocol):
         if self._out and self._transport is not None and not self.closed:
             self._transport.write(b"".join(self._out))
             if self.paused and self._transport.get_write_buffer_size() > WRITE_HARD_CAP:
-                log.warning("dropping a connection whose peer does not read", extra={"buffered": WRITE_HARD_CAP})
+                log.warning(
+                    "dropping a connection whose peer does not read", extra={"buffered": WRITE_HARD_CAP}
+                )
                 self._transport.abort()
         self._out.clear()
 

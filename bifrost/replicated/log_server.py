@@ -82,7 +82,9 @@ class LogServerService:
                 return  # the writer is closing
             error = fut.exception()
             if error is not None:
-                self._run(PersistFailed(persist.token, str(error).splitlines()[0] if str(error) else repr(error)))
+                self._run(
+                    PersistFailed(persist.token, str(error).splitlines()[0] if str(error) else repr(error))
+                )
                 return
             self._run(Persisted(persist.token))
 

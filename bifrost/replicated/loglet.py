@@ -91,7 +91,9 @@ class ReplicatedLoglet:
             return seq.append(payloads)
         return asyncio.ensure_future(self._remote_append(tuple(payloads), appender, first_seq, prev_seq))
 
-    async def _remote_append(self, payloads: tuple[bytes, ...], appender: int, first_seq: int, prev_seq: int) -> int:
+    async def _remote_append(
+        self, payloads: tuple[bytes, ...], appender: int, first_seq: int, prev_seq: int
+    ) -> int:
         node = self.params.sequencer.node
         if self._provider.is_dead(node):
             raise LogUnavailable(f"sequencer N{node} of loglet {self.loglet_id} is dead")
@@ -293,7 +295,9 @@ class ReplicatedLoglet:
                 continue
             try:
                 update = await self._provider.network.call(
-                    node, WaitForTailRequest(self.params, known, TAIL_WAIT_MS), TAIL_WAIT_MS / 1000 + REMOTE_TIMEOUT_S
+                    node,
+                    WaitForTailRequest(self.params, known, TAIL_WAIT_MS),
+                    TAIL_WAIT_MS / 1000 + REMOTE_TIMEOUT_S,
                 )
             except (TimeoutError, ConnectionError):
                 await self._wait_sealed(REMOTE_RETRY_S)

@@ -170,7 +170,9 @@ class ReplicatedProvider:
         elif isinstance(message, WaitForTailRequest):
             # No answer when the params cannot be checked now: the waiter's timeout makes it retry.
             self._remote_sequencer(
-                message.params, lambda seq: self._wait_for_tail(seq, reply, request_id, message), lambda why: None
+                message.params,
+                lambda seq: self._wait_for_tail(seq, reply, request_id, message),
+                lambda why: None,
             )
         elif isinstance(message, GetTailRequest):
             # No answer when the params cannot be checked now: the asker's timeout makes it retry.
@@ -205,10 +207,14 @@ class ReplicatedProvider:
             if f.cancelled():
                 return
             if f.exception() is not None:
-                log.info("cannot check loglet params", extra={"loglet": str(params), "error": repr(f.exception())})
+                log.info(
+                    "cannot check loglet params", extra={"loglet": str(params), "error": repr(f.exception())}
+                )
                 unavailable(f"cannot check loglet {params} against its chain now: {f.exception()}")
             elif not f.result():
-                self.network.refusals.count("loglet-not-in-chain", f"{params} is not the tail of its log's chain")
+                self.network.refusals.count(
+                    "loglet-not-in-chain", f"{params} is not the tail of its log's chain"
+                )
                 then(None)
             else:
                 then(self.sequencer(params))
@@ -270,7 +276,9 @@ class ReplicatedProvider:
 
         async def answer_on_change() -> None:
             try:
-                await asyncio.wait_for(seq.tail.wait_for_change(state), min(req.max_wait_ms, TAIL_WAIT_MS) / 1000)
+                await asyncio.wait_for(
+                    seq.tail.wait_for_change(state), min(req.max_wait_ms, TAIL_WAIT_MS) / 1000
+                )
             except TimeoutError:
                 pass
             now = seq.tail.state

@@ -40,10 +40,14 @@ async def rebuild_sealed_loglet(provider: ReplicatedProvider, params: LogletPara
         nonlocal copied, batch, size
         if not batch:
             return
-        store = Store(header, first, params.sequencer, tuple(batch), StoreFlags.IGNORE_SEAL | StoreFlags.REPAIR)
+        store = Store(
+            header, first, params.sequencer, tuple(batch), StoreFlags.IGNORE_SEAL | StoreFlags.REPAIR
+        )
         reply = await provider.network.call(me, store, _CALL_TIMEOUT_S)
         if not isinstance(reply, Stored) or reply.header.status is not Status.OK:
-            raise LogUnavailable(f"rebuilding {loglet.loglet_id}: own log-server refused a repair store: {reply}")
+            raise LogUnavailable(
+                f"rebuilding {loglet.loglet_id}: own log-server refused a repair store: {reply}"
+            )
         copied += len(batch)
         batch, size = [], 0
 

@@ -32,7 +32,6 @@ from bifrost.policy import ROUTE_TTL_S
 log = logging.getLogger(__name__)
 
 
-
 def now_ms() -> int:
     return int(time.monotonic() * 1000)
 

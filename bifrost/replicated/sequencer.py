@@ -57,7 +57,9 @@ class SequencerService:
         if self.sealed:
             fut.set_exception(LogletSealed(self._core.known_global_tail))
             return fut
-        inflight = self._core.next_offset - self._core.known_global_tail + sum(len(p) for p, _ in self._queued)
+        inflight = (
+            self._core.next_offset - self._core.known_global_tail + sum(len(p) for p, _ in self._queued)
+        )
         if inflight + len(payloads) > MAX_INFLIGHT_RECORDS and inflight > 0:
             self.overloaded += 1
             fut.set_exception(LogUnavailable(f"sequencer of {self.params} has {inflight} records in flight"))

@@ -140,6 +140,15 @@ def test_a_virtual_object_runs_one_handler_per_key_at_a_time(shared: NodeHttp) -
     assert ok(shared.call("Counter/other/get")) == 0
 
 
+def test_calls_and_sends_between_services(shared: NodeHttp) -> None:
+    # Caller (a plain service: a random partition) calls and then sends to a counter's key
+    # (its own partition), once at once and once 300 ms later.
+    assert ok(shared.call("Caller/add_to", {"key": "between"})) == 1
+    wait_until(lambda: shared.call("Counter/between/get").json() == 2, 30, "the sent add to run")
+    assert ok(shared.call("Caller/add_to", {"key": "between", "delay_ms": 300})) == 3
+    wait_until(lambda: shared.call("Counter/between/get").json() == 4, 30, "the delayed add to run")
+
+
 def test_send_returns_at_once_and_the_invocation_runs(shared: NodeHttp) -> None:
     r = shared.call("Counter/sent/add/send", 5)
     assert r.status == 202, r

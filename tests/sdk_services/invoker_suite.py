@@ -4,10 +4,12 @@ hypercorn tests.sdk_services.invoker_suite:app
 
 * ``Greeter/greet`` (from greeter.py) and ``Steps/noop``: one round trip, no journal entries.
 * ``Counter/{key}/add`` (exclusive, adds to the ``count`` state) and ``Counter/{key}/get`` (shared).
-* ``Steps/three``: three ``ctx.run`` steps; ``Steps/run_failing``: a step that fails for ever,
+* ``Steps/three``: three ``ctx.run`` steps; ``Steps/recorded``: the same, each step's execution
+  recorded in a file (crash tests count re-executions); ``Steps/run_failing``: a step that fails for ever,
   with the step's own retry policy (3 attempts), so it ends with a TerminalError.
 * ``Sleeper/nap``: sleeps for the given milliseconds, durably.
-* ``Caller/call_greeter``: calls ``Greeter/greet`` and returns its answer.
+* ``Caller/call_greeter``: calls ``Greeter/greet`` and returns its answer; ``Caller/add_to``
+  calls a counter's ``add`` and then sends it another (optionally delayed) add.
 * ``Flaky/flaky``: raises (a retryable error) on the first two attempts of each argument, then
   answers with the attempt number; the counter lives in the serving process. ``Flaky/always``
   always raises. The service's retry policy (manifest v4): 50 ms doubling up to 200 ms, at most
@@ -43,6 +45,21 @@ async def three(ctx: restate.Context, name: str) -> str:
 
         async def step(n: int = n) -> str:
             return f"{name}{n}"
+
+        parts.append(await ctx.run_typed(f"step{n}", step))
+    return "-".join(parts)
+
+
+@steps.handler()
+async def recorded(ctx: restate.Context, job: dict[str, str]) -> str:
+    """Three steps, each appending "<name> <step>" to the file ``job["log"]`` when it executes."""
+    parts = []
+    for n in range(3):
+
+        async def step(n: int = n) -> str:
+            with open(job["log"], "a") as f:
+                f.write(f"{job['name']} {n}\n")
+            return f"{job['name']}{n}"
 
         parts.append(await ctx.run_typed(f"step{n}", step))
     return "-".join(parts)
@@ -92,6 +109,17 @@ async def call_greeter(ctx: restate.Context, name: str) -> str:
     from tests.sdk_services.greeter import greet
 
     return await ctx.service_call(greet, arg=name)
+
+
+@caller.handler()
+async def add_to(ctx: restate.Context, order: dict[str, int | str]) -> int:
+    """Calls ``Counter/{key}/add`` with 1, then sends it 1 more (after ``delay_ms``, if given):
+    returns what the call answered."""
+    key = str(order["key"])
+    total = await ctx.object_call(add, key=key, arg=1)
+    delay = int(order.get("delay_ms", 0))
+    ctx.object_send(add, key=key, arg=1, send_delay=timedelta(milliseconds=delay) if delay else None)
+    return total
 
 
 flaky = restate.Service(

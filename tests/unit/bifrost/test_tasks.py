@@ -26,6 +26,7 @@ from bifrost.core import (
     TrimDone,
     TrimTask,
     loglet_id,
+    nodeset_needs_change,
     select_nodeset,
 )
 from tests.unit.bifrost.loopback import Loopback
@@ -182,3 +183,22 @@ def test_find_tail_says_at_once_when_no_safe_tail_can_exist() -> None:
         FindTailTask(PARAMS, non_authoritative=frozenset({1, 2})), lambda o: isinstance(o, NoSafeTail)
     )
     assert out == [NoSafeTail((1, 2))]
+
+
+@pytest.mark.parametrize(
+    ("nodeset", "live", "replication", "why"),
+    [
+        ((1, 2), [1, 3], 2, "too few of its nodes are live to take writes"),
+        ((1, 2), [1, 2, 3], 2, "its nodeset of 2 can grow to 3"),
+        ((1, 2, 3), [1, 2], 2, None),  # writable, and no node to grow with
+        ((1, 2, 3), [1], 2, None),  # no nodeset of live nodes could do better
+        ((1, 2), [1, 2], 2, None),
+        ((1,), [1], 1, None),
+        ((1, 2, 3), [1, 2, 3, 4], 2, None),  # already the size wanted for replication 2
+        ((1, 2, 3), [1, 2, 3, 4, 5], 3, "its nodeset of 3 can grow to 5"),
+    ],
+)
+def test_when_an_open_loglet_moves_to_a_new_nodeset(
+    nodeset: tuple[int, ...], live: list[int], replication: int, why: str | None
+) -> None:
+    assert nodeset_needs_change(nodeset, live, replication) == why
