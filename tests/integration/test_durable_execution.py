@@ -8,91 +8,18 @@ both, the invocation finishes and no completed step runs again.
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from node.ports import free_ports
-from tests.support.durable import NodeHttp, Response
-from tests.support.procs import DURASTATE, clean_env
+from tests.support.durable import NodeHttp, Response, running_node
 from tests.support.sdk_server import AsgiServer, AsgiServers, module_asgi_servers  # noqa: F401
 from tests.support.wait import wait_until
 
 SUITE = "tests.sdk_services.invoker_suite:app"
-
-
-@dataclass
-class Node:
-    """One `durastate server` process with the defaults, on free ports, in ``workdir``."""
-
-    workdir: Path
-    ports: tuple[int, int, int, int]
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def http(self) -> NodeHttp:
-        return NodeHttp(self.ports[0], self.ports[1])
-
-    def start(self) -> Node:
-        ingress, admin, node, data = self.ports
-        env = clean_env(
-            DURASTATE_PORTS_INGRESS=str(ingress),
-            DURASTATE_PORTS_ADMIN=str(admin),
-            DURASTATE_PORTS_NODE=str(node),
-            DURASTATE_PORTS_DATA=str(data),
-        )
-        with open(self.workdir / "node.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [*DURASTATE, "server"],
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_until(lambda: self._exited() or self._healthy(), 60, "the node's ingress")
-        assert not self._exited(), (self.workdir / "node.log").read_text()[-3000:]
-        return self
-
-    def _exited(self) -> bool:
-        return self.proc is not None and self.proc.poll() is not None
-
-    def _healthy(self) -> bool:
-        from tests.support.durable import request
-
-        return request(self.ports[0], "GET", "/restate/health", timeout_s=1).status == 200
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                assert self.proc.wait(timeout=20) == 0
-            finally:
-                if self.proc.poll() is None:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def running_node(workdir: Path) -> Iterator[Node]:
-    workdir.mkdir(parents=True, exist_ok=True)
-    node = Node(workdir, tuple(free_ports(4)))  # type: ignore[arg-type]
-    try:
-        yield node.start()
-    finally:
-        node.stop()
 
 
 @pytest.fixture(scope="module")
