@@ -244,6 +244,14 @@ def call_invocation_id(
     return InvocationId(partition_key, int.from_bytes(digest[:16], "big"))
 
 
+def deterministic_id(
+    service: str, handler: str, key: str | None, idempotency_key: str | None, workflow_run: bool
+) -> InvocationId | None:
+    """The id of a workflow's run, or of an idempotent request, from its target alone (for
+    attach and output by target); ``None`` for anything else."""
+    return _deterministic_id(service, handler, key, idempotency_key, workflow_run)
+
+
 def _deterministic_id(
     service: str, handler: str, key: str | None, idempotency_key: str | None, workflow_run: bool
 ) -> InvocationId | None:

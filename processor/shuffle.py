@@ -19,11 +19,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from processor.core import (
     Envelope,
     ForeignPartition,
-    InvocationResponse,
-    Invoke,
     OutboxMessage,
-    Respond,
     TruncateOutbox,
+    delivery,
     encode_envelope,
 )
 from processor.ids import partition_for_key
@@ -69,11 +67,7 @@ class Shuffle:
     async def _run(self) -> None:
         while True:
             index, message = await self._queue.get()
-            command = (
-                Respond(message.command)
-                if isinstance(message.command, InvocationResponse)
-                else Invoke(message.command)
-            )
+            command = delivery(message)
             target = partition_for_key(message.partition_key, self._num)
             record = encode_envelope(
                 Envelope(command, int(self._now()), ForeignPartition(self._partition, index))

@@ -33,7 +33,10 @@ from processor.core._model import (
     Failure,
     IngressSink,
     InvocationIdBytes,
+    InvocationQuery,
     InvocationResponse,
+    InvocationSignal,
+    OutboxMessage,
     ServiceInvocation,
     Target,
     TimerKey,
@@ -137,6 +140,39 @@ class Respond(msgspec.Struct, frozen=True, array_like=True, tag=True):
     response: InvocationResponse
 
 
+class Signal(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """Deliver a signal to its target invocation (from another partition's outbox, the
+    ingress's awakeable API, or the admin API's cancel)."""
+
+    signal: InvocationSignal
+
+
+class Query(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """Another invocation's attach or get-output of an invocation of this partition."""
+
+    query: InvocationQuery
+
+
+class Output(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """The ingress asks for an invocation's result now: the result, or a rejection (470 not
+    finished, 404 unknown)."""
+
+    invocation_id: InvocationIdBytes
+    sink: IngressSink
+
+
+class Kill(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """End the invocation at once with failure 409 "killed", without the SDK."""
+
+    invocation_id: InvocationIdBytes
+
+
+class Purge(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """Forget a completed invocation (its retained status and journal) before its retention ends."""
+
+    invocation_id: InvocationIdBytes
+
+
 class AnnounceLeader(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """Node ``node`` (process ``generation``) leads from ``epoch`` on (claimed by CAS in the
     metadata store). Carried with dedup SelfProposal(epoch, 0)."""
@@ -164,6 +200,11 @@ Command = (
     | Respond
     | AnnounceLeader
     | TruncateOutbox
+    | Signal
+    | Query
+    | Output
+    | Kill
+    | Purge
 )
 
 
@@ -171,3 +212,16 @@ class Envelope(msgspec.Struct, frozen=True, array_like=True):
     command: Command
     timestamp_ms: int
     dedup: Dedup | None = None
+
+
+def delivery(message: OutboxMessage) -> Command:
+    """The command that delivers an outbox message on its target partition."""
+    match message.command:
+        case InvocationResponse() as response:
+            return Respond(response)
+        case InvocationSignal() as signal:
+            return Signal(signal)
+        case InvocationQuery() as query:
+            return Query(query)
+        case invocation:
+            return Invoke(invocation)

@@ -29,7 +29,9 @@ from processor.core._memory_tables import MemoryStore
 from processor.core._model import (
     IngressSink,
     InvocationIdBytes,
+    InvocationQuery,
     InvocationResponse,
+    InvocationSignal,
     InvocationStatus,
     JournalEntry,
     OutboxMessage,
@@ -67,6 +69,8 @@ def describe_result(result: Result | None) -> str:
         f = result.failure
         meta = "".join(f" {k}={v}" for k, v in f.metadata)
         return f'failure {f.code} "{f.message}"{meta}'
+    if result.value is None:
+        return "void"
     return "value " + describe_bytes(result.value)
 
 
@@ -114,10 +118,18 @@ def describe_invocation(inv: ServiceInvocation, name: Namer = invocation_name) -
 def describe_outbox(message: OutboxMessage, name: Namer = invocation_name) -> str:
     command = message.command
     if isinstance(command, InvocationResponse):
+        kind = "" if command.notification == 0x800D else f" as {command.notification:#x}"
         body = (
-            f"respond {name(command.caller)}:{command.completion_id} from {name(command.callee)} "
+            f"respond {name(command.caller)}:{command.completion_id} from {name(command.callee)}{kind} "
             + describe_result(command.result)
         )
+    elif isinstance(command, InvocationSignal):
+        body = f"signal {name(command.target)} {describe_signal_id(command)} " + (
+            "void" if command.result is None else describe_result(command.result)
+        )
+    elif isinstance(command, InvocationQuery):
+        verb = "attach" if command.attach else "output"
+        body = f"{verb} {name(command.target)} for " + describe_sink(command.sink, name)
     else:
         body = "invoke " + describe_invocation(command, name)
     return f"pk={message.partition_key:#018x} {body}"
@@ -157,6 +169,10 @@ def describe_action(action: Action, name: Namer = invocation_name) -> str:
     raise TypeError(f"not an action: {action!r}")
 
 
+def describe_signal_id(signal: InvocationSignal) -> str:
+    return f"name={signal.name}" if signal.name is not None else f"idx={signal.index}"
+
+
 def describe_status(status: InvocationStatus, name: Namer = invocation_name) -> str:
     inv = status.invocation
     parts = [
@@ -169,6 +185,8 @@ def describe_status(status: InvocationStatus, name: Namer = invocation_name) -> 
         parts.append("completions=(" + ", ".join(map(str, status.completions)) + ")")
     if status.signals:
         parts.append("signals=(" + ", ".join(map(str, status.signals)) + ")")
+    if status.signal_names:
+        parts.append("signal_names=(" + ", ".join(status.signal_names) + ")")
     if status.response_sinks:
         parts.append("sinks=(" + ", ".join(describe_sink(s, name) for s in status.response_sinks) + ")")
     if status.awaiting is not None:
@@ -194,7 +212,17 @@ def describe_dedup(dedup: Dedup | None) -> str:
 
 def describe_store(store: MemoryStore, name: Namer = invocation_name, tables: tuple[str, ...] = ()) -> str:
     """The store's tables (all, or those named in ``tables``), each in key order."""
-    want = set(tables) or {"fsm", "status", "journal", "state", "locks", "inbox", "timers", "outbox"}
+    want = set(tables) or {
+        "fsm",
+        "status",
+        "journal",
+        "state",
+        "promises",
+        "locks",
+        "inbox",
+        "timers",
+        "outbox",
+    }
     lines: list[str] = []
     if "fsm" in want:
         fields = []
@@ -221,6 +249,14 @@ def describe_store(store: MemoryStore, name: Namer = invocation_name, tables: tu
                     f"{describe_bytes(k)}={describe_bytes(v)}" for k, v in sorted(values.items())
                 )
                 lines.append(f"state {service}/{key}: {pairs}")
+    if "promises" in want:
+        for (service, key), rows in sorted(store.promises.items()):
+            for promise, row in sorted(rows.items()):
+                if row.result is not None:
+                    lines.append(f"promise {service}/{key}/{promise}: " + describe_result(row.result))
+                else:
+                    waiting = ", ".join(f"{name(i)}:{c}" for i, c in row.waiters)
+                    lines.append(f"promise {service}/{key}/{promise}: pending waiters=({waiting})")
     if "locks" in want:
         lines += [f"lock {svc}/{key}: {name(i)}" for (svc, key), i in sorted(store.locks.items())]
     if "inbox" in want:

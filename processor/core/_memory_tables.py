@@ -13,7 +13,14 @@ from collections.abc import Iterator
 from typing import Final
 
 from processor.core._commands import AnnounceLeader, Dedup
-from processor.core._model import InvocationIdBytes, InvocationStatus, JournalEntry, OutboxMessage, TimerKey
+from processor.core._model import (
+    InvocationIdBytes,
+    InvocationStatus,
+    JournalEntry,
+    OutboxMessage,
+    PromiseRow,
+    TimerKey,
+)
 from processor.core._tables import ProducerId
 
 _DELETED: Final = object()
@@ -27,6 +34,7 @@ class MemoryStore:
         self.status: dict[InvocationIdBytes, InvocationStatus] = {}
         self.journal: dict[InvocationIdBytes, dict[int, JournalEntry]] = {}
         self.state: dict[tuple[str, str], dict[bytes, bytes]] = {}
+        self.promises: dict[tuple[str, str], dict[str, PromiseRow]] = {}
         self.locks: dict[tuple[str, str], InvocationIdBytes] = {}
         self.inbox: dict[tuple[str, str], dict[int, InvocationIdBytes]] = {}
         self.timers: list[TimerKey] = []
@@ -44,6 +52,7 @@ class MemoryTables:
         # Pending writes, keyed by (table, key); _DELETED marks a delete.
         self._writes: dict[tuple[str, object], object] = {}
         self._cleared_state: set[tuple[str, str]] = set()
+        self._cleared_promises: set[tuple[str, str]] = set()
         self._cleared_journal: set[InvocationIdBytes] = set()
         self._committed = False
 
@@ -68,6 +77,8 @@ class MemoryTables:
         s = self._store
         for service_key in self._cleared_state:
             s.state.pop(service_key, None)
+        for service_key in self._cleared_promises:
+            s.promises.pop(service_key, None)
         for inv in self._cleared_journal:
             s.journal.pop(inv, None)
         for (table, key), value in self._writes.items():
@@ -89,6 +100,9 @@ class MemoryTables:
                         s.state.get((service, skey), {}).pop(name, None)
                     else:
                         s.state.setdefault((service, skey), {})[name] = value  # type: ignore[assignment]
+                case "promises":
+                    service, skey, name = key  # type: ignore[misc]
+                    s.promises.setdefault((service, skey), {})[name] = value  # type: ignore[assignment]
                 case "locks":
                     _set(s.locks, key, value, deleted)
                 case "inbox":
@@ -209,6 +223,25 @@ class MemoryTables:
                     merged[k[2]] = value  # type: ignore[index]
         for name in sorted(merged):
             yield name, merged[name]  # type: ignore[misc]
+
+    # --- workflow promises ---
+
+    def get_promise(self, service: str, key: str, name: str) -> PromiseRow | None:
+        durable = (
+            None
+            if (service, key) in self._cleared_promises
+            else self._store.promises.get((service, key), {}).get(name)
+        )
+        return self._get("promises", (service, key, name), durable)  # type: ignore[return-value]
+
+    def put_promise(self, service: str, key: str, name: str, row: PromiseRow) -> None:
+        self._put("promises", (service, key, name), row)
+
+    def delete_all_promises(self, service: str, key: str) -> None:
+        self._check_open()
+        self._cleared_promises.add((service, key))
+        for k in [k for k in self._writes if k[0] == "promises" and k[1][:2] == (service, key)]:  # type: ignore[index]
+            del self._writes[k]
 
     # --- locks and inboxes ---
 

@@ -96,10 +96,13 @@ class IngressSink(msgspec.Struct, frozen=True, array_like=True, tag=True):
 
 class PartitionSink(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """A calling invocation waiting on completion ``completion_id`` (possibly on another
-    partition): the result travels as an ``InvocationResponse`` through the outbox."""
+    partition): the result travels as an ``InvocationResponse`` through the outbox, and is
+    journaled there as a notification of type ``notification`` (a call's completion, or an
+    attach's or a get-output's)."""
 
     caller: InvocationIdBytes
     completion_id: int
+    notification: int = 0x800D  # CallCompletionNotification
 
 
 ResponseSink = IngressSink | PartitionSink
@@ -218,12 +221,41 @@ class TimerKey(msgspec.Struct, frozen=True, array_like=True, order=True):
 
 
 class InvocationResponse(msgspec.Struct, frozen=True, array_like=True, tag=True):
-    """The result of a call, for the caller's partition."""
+    """The result of a call (or an attach, or a get-output), for the caller's partition. A
+    result with neither value nor failure is "void" (a get-output of an unfinished invocation)."""
 
     caller: InvocationIdBytes
     completion_id: int
     callee: InvocationIdBytes
     result: Result
+    notification: int = 0x800D  # CallCompletionNotification
+
+
+class InvocationSignal(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """A signal for invocation ``target``: an awakeable's completion (``index`` >= 17), a cancel
+    (``index`` 1) or a named signal (``name``); ``result`` None is void."""
+
+    target: InvocationIdBytes
+    index: int = 0
+    name: str | None = None
+    result: Result | None = None
+
+
+class InvocationQuery(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """An invocation asks for ``target``'s result: with ``attach`` it waits for the end,
+    otherwise it is answered at once (void while ``target`` runs)."""
+
+    target: InvocationIdBytes
+    sink: PartitionSink
+    attach: bool
+
+
+class PromiseRow(msgspec.Struct, frozen=True, array_like=True):
+    """A workflow's durable promise: its result once completed, else who waits for it (each
+    an invocation of the same workflow key, and the completion id to notify)."""
+
+    result: Result | None = None
+    waiters: tuple[tuple[InvocationIdBytes, int], ...] = ()
 
 
 class OutboxMessage(msgspec.Struct, frozen=True, array_like=True):
@@ -231,4 +263,4 @@ class OutboxMessage(msgspec.Struct, frozen=True, array_like=True):
     with ForeignPartition dedup (exactly once), then truncated."""
 
     partition_key: int
-    command: ServiceInvocation | InvocationResponse
+    command: ServiceInvocation | InvocationResponse | InvocationSignal | InvocationQuery

@@ -13,8 +13,14 @@ Per type (restate-protocol.md §4.3):
     GetLazyState, GetLazyStateKeys           read state; the completion is appended at once
     GetEagerState(Keys), Run                 journal only (the SDK filled in the result, or it
                                              comes later as its own record: RunCompletion)
-    promises, signals, attach, output,       journal only, until part 2 gives them effects
-      awakeables
+    GetPromise                               completion at once if completed, else a waiter
+                                             on the promise's row (notified when completed)
+    PeekPromise                              completion at once: value, failure or void
+    CompletePromise                          first completion wins (waiters notified); a
+                                             second is answered 409
+    SendSignal, CompleteAwakeable            journal; a signal to the target via the outbox
+    AttachInvocation, GetInvocationOutput    journal; a query to the target via the outbox,
+                                             whose answer is this command's completion
     Output                                   journal; the status remembers the result for End
     Sleep                                    a SLEEP timer at the absolute wake-up time
     Call, OneWayCall                         the child's id (derived, see processor.ids), its
@@ -34,21 +40,36 @@ from processor.core._commands import JournalCommand
 from processor.core._model import (
     Failure,
     HandlerType,
+    InvocationQuery,
+    InvocationSignal,
     InvocationStatus,
     JournalEntry,
     OutboxMessage,
     PartitionSink,
+    PromiseRow,
     Result,
     ServiceInvocation,
+    ServiceType,
     TimerKey,
     TimerKind,
 )
-from processor.core._sm_lifecycle import INVOKED, Apply, notify, outbox, register_timer, status_in
-from processor.ids import call_invocation_id
+from processor.core._sm_lifecycle import (
+    INVOKED,
+    RUNNING,
+    Apply,
+    fill_result,
+    notify,
+    outbox,
+    register_timer,
+    status_in,
+)
+from processor.ids import AwakeableId, BadId, InvocationId, call_invocation_id, deterministic_id
 from processor.protocol import MessageType, ProtocolError, decode_payload, pb, type_name
 
 _replace = msgspec.structs.replace
 T = MessageType
+PROMISE_ALREADY_COMPLETED = Failure(409, "promise was already completed")
+NOT_FOUND = Failure(404, "invocation not found")
 
 # Handlers take the parsed protobuf message of their own type (typed Any: one table serves all).
 Handler = Callable[[Apply, JournalCommand, InvocationStatus, Any], "str | None"]
@@ -219,6 +240,170 @@ def _call(ctx: Apply, cmd: JournalCommand, status: InvocationStatus, message: An
     return None
 
 
+# --- workflow promises ---------------------------------------------------------------------
+
+
+def _workflow_of(status: InvocationStatus) -> tuple[str, str] | str:
+    target = status.invocation.target
+    if target.service_type is not ServiceType.WORKFLOW or target.key is None:
+        return f"{target} is not a workflow handler: it has no promises"
+    return target.service, target.key
+
+
+def _get_promise(ctx: Apply, cmd: JournalCommand, status: InvocationStatus, message: Any) -> str | None:
+    """Completed: the completion at once; else the invocation waits on the promise's row."""
+    wf = _workflow_of(status)
+    if isinstance(wf, str):
+        return wf
+    row = ctx.tables.get_promise(*wf, message.key)
+    completion_id = message.result_completion_id
+    if row is not None and row.result is not None:
+        reply = pb.GetPromiseCompletionNotificationMessage(completion_id=completion_id)
+        fill_result(reply, row.result)
+        _with_notification(ctx, cmd, status, T.GET_PROMISE_COMPLETION, reply, completion_id)
+        return None
+    ctx.tables.put_status(cmd.invocation_id, _append(ctx, cmd, status))
+    waiters = (*(row.waiters if row is not None else ()), (cmd.invocation_id, completion_id))
+    ctx.tables.put_promise(*wf, message.key, PromiseRow(None, waiters))
+    return None
+
+
+def _peek_promise(ctx: Apply, cmd: JournalCommand, status: InvocationStatus, message: Any) -> str | None:
+    wf = _workflow_of(status)
+    if isinstance(wf, str):
+        return wf
+    row = ctx.tables.get_promise(*wf, message.key)
+    completion_id = message.result_completion_id
+    reply = pb.PeekPromiseCompletionNotificationMessage(completion_id=completion_id)
+    fill_result(reply, row.result if row is not None else None)
+    _with_notification(ctx, cmd, status, T.PEEK_PROMISE_COMPLETION, reply, completion_id)
+    return None
+
+
+def _complete_promise(ctx: Apply, cmd: JournalCommand, status: InvocationStatus, message: Any) -> str | None:
+    """The first completion wins; the waiters get it. A second one is answered 409."""
+    wf = _workflow_of(status)
+    if isinstance(wf, str):
+        return wf
+    name = message.key
+    row = ctx.tables.get_promise(*wf, name)
+    completion_id = message.result_completion_id
+    reply = pb.CompletePromiseCompletionNotificationMessage(completion_id=completion_id)
+    if row is not None and row.result is not None:
+        fill_result(reply, Result(failure=PROMISE_ALREADY_COMPLETED))
+        _with_notification(ctx, cmd, status, T.COMPLETE_PROMISE_COMPLETION, reply, completion_id)
+        return None
+    if message.WhichOneof("completion") == "completion_failure":
+        f = message.completion_failure
+        result = Result(failure=Failure(f.code, f.message, tuple((m.key, m.value) for m in f.metadata)))
+    else:
+        result = Result(value=message.completion_value.content)
+    ctx.tables.put_promise(*wf, name, PromiseRow(result))
+    fill_result(reply, None)
+    _with_notification(ctx, cmd, status, T.COMPLETE_PROMISE_COMPLETION, reply, completion_id)
+    for waiter, waiter_completion in row.waiters if row is not None else ():
+        waiting = ctx.tables.get_status(waiter)
+        if waiting is None or waiting.kind not in RUNNING or waiter_completion in waiting.completions:
+            continue  # it ended (killed, say) before the promise was completed
+        done = pb.GetPromiseCompletionNotificationMessage(completion_id=waiter_completion)
+        fill_result(done, result)
+        entry = JournalEntry(int(T.GET_PROMISE_COMPLETION), done.SerializeToString())
+        ctx.tables.put_status(waiter, notify(ctx, waiter, waiting, entry, waiter_completion))
+    return None
+
+
+# --- signals, awakeables, attach and output --------------------------------------------------
+
+
+def _send_signal(ctx: Apply, cmd: JournalCommand, status: InvocationStatus, message: Any) -> str | None:
+    """Journaled, then delivered through the outbox to the target's partition (an unparsable
+    target id is journaled and goes nowhere, as nothing could receive it)."""
+    _journal_only(ctx, cmd, status, message)
+    try:
+        target = InvocationId.parse(message.target_invocation_id)
+    except BadId:
+        return None
+    which = message.WhichOneof("signal_id")
+    signal = InvocationSignal(
+        target.to_bytes(),
+        index=message.idx if which == "idx" else 0,
+        name=message.name if which == "name" else None,
+        result=_signal_result(message),
+    )
+    outbox(ctx, OutboxMessage(target.partition_key, signal))
+    return None
+
+
+def _complete_awakeable(
+    ctx: Apply, cmd: JournalCommand, status: InvocationStatus, message: Any
+) -> str | None:
+    _journal_only(ctx, cmd, status, message)
+    try:
+        awakeable = AwakeableId.parse(message.awakeable_id)
+    except BadId:
+        return None
+    if message.WhichOneof("result") == "failure":
+        f = message.failure
+        result = Result(failure=Failure(f.code, f.message, tuple((m.key, m.value) for m in f.metadata)))
+    else:
+        result = Result(value=message.value.content)
+    owner = awakeable.invocation_id
+    signal = InvocationSignal(owner.to_bytes(), index=awakeable.signal_index, result=result)
+    outbox(ctx, OutboxMessage(owner.partition_key, signal))
+    return None
+
+
+def _query(ctx: Apply, cmd: JournalCommand, status: InvocationStatus, message: Any) -> str | None:
+    """AttachInvocation and GetInvocationOutput: asked of the target's partition through the
+    outbox; the answer comes back as this command's completion. A target that names no
+    possible invocation is answered at once with 404."""
+    attach = cmd.type_id == T.ATTACH_INVOCATION_COMMAND
+    notification = T.ATTACH_INVOCATION_COMPLETION if attach else T.GET_INVOCATION_OUTPUT_COMPLETION
+    completion_id = message.result_completion_id
+    target = _query_target(message)
+    if target is None:
+        cls = (
+            pb.AttachInvocationCompletionNotificationMessage
+            if attach
+            else pb.GetInvocationOutputCompletionNotificationMessage
+        )
+        reply = cls(completion_id=completion_id)
+        fill_result(reply, Result(failure=NOT_FOUND))
+        _with_notification(ctx, cmd, status, notification, reply, completion_id)
+        return None
+    _journal_only(ctx, cmd, status, message)
+    sink = PartitionSink(cmd.invocation_id, completion_id, int(notification))
+    outbox(ctx, OutboxMessage(target.partition_key, InvocationQuery(target.to_bytes(), sink, attach)))
+    return None
+
+
+def _query_target(message: Any) -> InvocationId | None:
+    which = message.WhichOneof("target")
+    try:
+        if which == "invocation_id":
+            return InvocationId.parse(message.invocation_id)
+        if which == "idempotent_request_target":
+            t = message.idempotent_request_target
+            key = t.service_key if t.HasField("service_key") else None
+            return deterministic_id(t.service_name, t.handler_name, key, t.idempotency_key or None, False)
+        if which == "workflow_target":
+            t = message.workflow_target
+            return deterministic_id(t.workflow_name, "", t.workflow_key, None, True)
+    except (BadId, ValueError):
+        return None
+    return None
+
+
+def _signal_result(message: Any) -> Result | None:
+    which = message.WhichOneof("result")
+    if which == "value":
+        return Result(value=message.value.content)
+    if which == "failure":
+        f = message.failure
+        return Result(failure=Failure(f.code, f.message, tuple((m.key, m.value) for m in f.metadata)))
+    return None
+
+
 def _result_of(message: Any) -> Result:
     """An Output command's (or a completion's) value or failure; nothing set is an empty value."""
     which = message.WhichOneof("result")
@@ -243,14 +428,11 @@ _HANDLERS: dict[int, Handler] = {
     T.CALL_COMMAND: _call,
     T.ONE_WAY_CALL_COMMAND: _call,
     T.RUN_COMMAND: _journal_only,
-    # Part 2 gives these their effects (promises, signals, attach, output, awakeables); until
-    # then they are journaled and nothing else, so a replay still matches what the SDK sent and
-    # a handler awaiting their completion simply stays suspended.
-    T.GET_PROMISE_COMMAND: _journal_only,
-    T.PEEK_PROMISE_COMMAND: _journal_only,
-    T.COMPLETE_PROMISE_COMMAND: _journal_only,
-    T.SEND_SIGNAL_COMMAND: _journal_only,
-    T.ATTACH_INVOCATION_COMMAND: _journal_only,
-    T.GET_INVOCATION_OUTPUT_COMMAND: _journal_only,
-    T.COMPLETE_AWAKEABLE_COMMAND: _journal_only,
+    T.GET_PROMISE_COMMAND: _get_promise,
+    T.PEEK_PROMISE_COMMAND: _peek_promise,
+    T.COMPLETE_PROMISE_COMMAND: _complete_promise,
+    T.SEND_SIGNAL_COMMAND: _send_signal,
+    T.ATTACH_INVOCATION_COMMAND: _query,
+    T.GET_INVOCATION_OUTPUT_COMMAND: _query,
+    T.COMPLETE_AWAKEABLE_COMMAND: _complete_awakeable,
 }

@@ -20,6 +20,7 @@ Status transitions (kind before -> kind after, and what moves it):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -41,6 +42,7 @@ from processor.core._model import (
     IngressSink,
     InvocationIdBytes,
     InvocationResponse,
+    InvocationSignal,
     InvocationStatus,
     JournalEntry,
     OutboxMessage,
@@ -232,6 +234,48 @@ def notify(
     return status
 
 
+def notify_signal(
+    ctx: Apply, inv_id: InvocationIdBytes, status: InvocationStatus, signal: InvocationSignal
+) -> InvocationStatus:
+    """Append a SignalNotification (an awakeable's result, a cancel, a named signal); a running
+    attempt gets it forwarded, a suspended invocation waiting for it resumes."""
+    message = pb.SignalNotificationMessage()
+    if signal.name is not None:
+        message.name = signal.name
+    else:
+        message.idx = signal.index
+    fill_result(message, signal.result)
+    entry = JournalEntry(int(MessageType.SIGNAL_NOTIFICATION), message.SerializeToString())
+    index = status.journal_length
+    ctx.tables.put_journal(inv_id, index, entry)
+    if signal.name is not None:
+        status = _replace(status, signal_names=(*status.signal_names, signal.name))
+    else:
+        status = _replace(status, signals=(*status.signals, signal.index))
+    status = _replace(status, journal_length=index + 1, modified_at_ms=ctx.now_ms)
+    if status.kind is StatusKind.INVOKED:
+        ctx.actions.append(ForwardNotification(inv_id, index, entry))
+    elif status.awaiting is not None and (
+        signal.index in status.awaiting.signal_ids or signal.name in status.awaiting.signal_names
+    ):
+        status = resume(ctx, inv_id, status)
+    return status
+
+
+def fill_result(message: Any, result: Result | None) -> None:
+    """Set a notification's result oneof: void (None, or neither value nor failure), value or failure."""
+    if result is None or (result.value is None and result.failure is None):
+        message.void.SetInParent()
+    elif result.failure is not None:
+        f = result.failure
+        message.failure.code = f.code
+        message.failure.message = f.message
+        for key, value in f.metadata:
+            message.failure.metadata.add(key=key, value=value)
+    else:
+        message.value.content = result.value or b""
+
+
 def resume(ctx: Apply, inv_id: InvocationIdBytes, status: InvocationStatus) -> InvocationStatus:
     inv = status.invocation
     ctx.actions.append(InvokeAction(inv_id, inv.target, inv.deployment_id))
@@ -260,8 +304,7 @@ def complete(ctx: Apply, inv_id: InvocationIdBytes, status: InvocationStatus, re
         answer(ctx, sink, inv_id, result, 0)
     tables = ctx.tables
     if inv.completion_retention_ms <= 0:
-        tables.delete_status(inv_id)
-        tables.delete_journal(inv_id)
+        forget(ctx, inv_id, status)
     else:
         expires = now + inv.completion_retention_ms
         tables.put_status(
@@ -283,6 +326,17 @@ def complete(ctx: Apply, inv_id: InvocationIdBytes, status: InvocationStatus, re
             tables.delete_journal(inv_id)
         register_timer(ctx, TimerKey(expires, inv_id, TimerKind.CLEANUP))
     _release(ctx, inv_id, status)
+
+
+def forget(ctx: Apply, inv_id: InvocationIdBytes, status: InvocationStatus) -> None:
+    """Delete an ended invocation's row and journal; a workflow's run takes the workflow's
+    state and promises with it (they live as long as its result is kept)."""
+    ctx.tables.delete_status(inv_id)
+    ctx.tables.delete_journal(inv_id)
+    target = status.invocation.target
+    if target.handler_type is HandlerType.WORKFLOW and target.key is not None:
+        ctx.tables.delete_all_state(target.service, target.key)
+        ctx.tables.delete_all_promises(target.service, target.key)
 
 
 def _release(ctx: Apply, inv_id: InvocationIdBytes, status: InvocationStatus) -> None:
@@ -311,7 +365,7 @@ def answer(
     if isinstance(sink, IngressSink):
         ctx.actions.append(IngressResponse(sink, inv_id, result, expires_at_ms))
     else:
-        response = InvocationResponse(sink.caller, sink.completion_id, inv_id, result)
+        response = InvocationResponse(sink.caller, sink.completion_id, inv_id, result, sink.notification)
         outbox(ctx, OutboxMessage(int.from_bytes(sink.caller[:8], "big"), response))
 
 

@@ -39,6 +39,7 @@ from typing import Any
 import msgspec
 from google.protobuf.message import Message
 
+from processor.core import _sm_control
 from processor.core._actions import AbortAttempt, Action, InvokeAction
 from processor.core._codec import decode_envelope
 from processor.core._commands import (
@@ -51,9 +52,14 @@ from processor.core._commands import (
     ForeignPartition,
     Invoke,
     JournalCommand,
+    Kill,
+    Output,
+    Purge,
+    Query,
     Respond,
     RunCompletion,
     SelfProposal,
+    Signal,
     Suspended,
     TimerFired,
     TruncateOutbox,
@@ -69,6 +75,8 @@ from processor.core._sm_lifecycle import (
     already_in,
     attach,
     complete,
+    fill_result,
+    forget,
     invoke,
     notify,
     status_in,
@@ -194,23 +202,26 @@ def _run_completion(ctx: Apply, cmd: RunCompletion) -> str | None:
 
 def _respond(ctx: Apply, cmd: Respond) -> str | None:
     r = cmd.response
-    entry = _completion(
-        MessageType.CALL_COMPLETION, pb.CallCompletionNotificationMessage, r.completion_id, r.result
-    )
+    cls = _RESPONSE_NOTIFICATIONS.get(r.notification)
+    if cls is None:
+        return (
+            f"a response journaled as {r.notification:#x}, which is not a call, attach or output completion"
+        )
+    entry = _completion(r.notification, cls, r.completion_id, r.result)
     return _notify(ctx, r.caller, r.completion_id, entry)
 
 
+_RESPONSE_NOTIFICATIONS: dict[int, type[Message]] = {
+    MessageType.CALL_COMPLETION: pb.CallCompletionNotificationMessage,
+    MessageType.ATTACH_INVOCATION_COMPLETION: pb.AttachInvocationCompletionNotificationMessage,
+    MessageType.GET_INVOCATION_OUTPUT_COMPLETION: pb.GetInvocationOutputCompletionNotificationMessage,
+}
+
+
 def _completion(type_id: int, cls: type[Message], completion_id: int, result: Result) -> JournalEntry:
-    """A completion notification carrying ``result`` (value or failure)."""
+    """A completion notification carrying ``result`` (value, failure, or void)."""
     message: Any = cls(completion_id=completion_id)
-    if result.failure is not None:
-        f = result.failure
-        message.failure.code = f.code
-        message.failure.message = f.message
-        for key, value in f.metadata:
-            message.failure.metadata.add(key=key, value=value)
-    else:
-        message.value.content = result.value or b""
+    fill_result(message, result)
     return JournalEntry(type_id, message.SerializeToString())
 
 
@@ -281,8 +292,7 @@ def _timer_fired(ctx: Apply, cmd: TimerFired) -> str | None:
         return status
     if status.expires_at_ms > max(timer.wake_up_ms, ctx.now_ms):
         return "the invocation's retention has not ended"
-    ctx.tables.delete_status(inv_id)
-    ctx.tables.delete_journal(inv_id)
+    forget(ctx, inv_id, status)
     return None
 
 
@@ -308,4 +318,9 @@ _APPLY: dict[type[Command], Callable[[Apply, Command], str | None]] = {  # type:
     Respond: _respond,
     AnnounceLeader: _announce_leader,
     TruncateOutbox: _truncate_outbox,
+    Signal: _sm_control.signal,
+    Query: _sm_control.query,
+    Output: _sm_control.output,
+    Kill: _sm_control.kill,
+    Purge: _sm_control.purge,
 }

@@ -14,6 +14,7 @@ Tables (one key layout each, see processor/store/keys.py):
     status       invocation id -> InvocationStatus
     journal      (invocation id, index) -> JournalEntry
     state        (service, key, name) -> value
+    promises     (workflow, key, promise name) -> PromiseRow
     locks        (service, key) -> the invocation holding an exclusive handler
     inbox        (service, key, seq) -> queued invocation id
     timers       TimerKey -> () ; in TimerKey order (wake-up time first)
@@ -26,7 +27,14 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from processor.core._commands import AnnounceLeader, Dedup
-from processor.core._model import InvocationIdBytes, InvocationStatus, JournalEntry, OutboxMessage, TimerKey
+from processor.core._model import (
+    InvocationIdBytes,
+    InvocationStatus,
+    JournalEntry,
+    OutboxMessage,
+    PromiseRow,
+    TimerKey,
+)
 
 ProducerId = str
 """``"self"`` for the partition leader's proposals, ``"p<n>"`` for partition n's outbox."""
@@ -68,6 +76,11 @@ class Tables(Protocol):
     def delete_state(self, service: str, key: str, name: bytes) -> None: ...
     def delete_all_state(self, service: str, key: str) -> None: ...
     def all_state(self, service: str, key: str) -> Iterator[tuple[bytes, bytes]]: ...
+
+    # --- workflow promises ---
+    def get_promise(self, service: str, key: str, name: str) -> PromiseRow | None: ...
+    def put_promise(self, service: str, key: str, name: str, row: PromiseRow) -> None: ...
+    def delete_all_promises(self, service: str, key: str) -> None: ...
 
     # --- exclusive locks and inboxes of keyed services ---
     def get_lock(self, service: str, key: str) -> InvocationIdBytes | None: ...

@@ -10,6 +10,7 @@ One RocksDB per node holds every partition of that node, so every key carries it
     iS    invocation status  invocation id (24 bytes)
     j2    journal            invocation id (24 bytes), index (u32)
     st    state              service (str), key (str), name (raw bytes, to the end)
+    pr    promises           workflow (str), key (str), promise name (str)
     lo    exclusive locks    service (str), key (str)
     ib    inbox              service (str), key (str), seq (u64)
     ti    timers             wake-up ms (u64), invocation id (24 bytes), timer kind (u8),
@@ -51,6 +52,7 @@ class KeyKind(enum.Enum):
     INBOX = b"ib"
     TIMERS = b"ti"
     OUTBOX = b"ob"
+    PROMISES = b"pr"
 
 
 class FsmVar(enum.IntEnum):
@@ -261,8 +263,9 @@ TIMERS: Final = TableKey(
     _uint("completion_id", "I"),
 )
 OUTBOX: Final = TableKey(KeyKind.OUTBOX, _uint("index", "Q"))
+PROMISES: Final = TableKey(KeyKind.PROMISES, _str("service"), _str("key"), _str("name"))
 
-TABLES: Final = (FSM, DEDUP, STATUS, JOURNAL, STATE, LOCKS, INBOX, TIMERS, OUTBOX)
+TABLES: Final = (FSM, DEDUP, STATUS, JOURNAL, STATE, LOCKS, INBOX, TIMERS, OUTBOX, PROMISES)
 
 
 def timer_key(partition: int, timer: TimerKey) -> bytes:

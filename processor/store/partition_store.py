@@ -59,6 +59,7 @@ from processor.core import (
     JournalEntry,
     OutboxMessage,
     ProducerId,
+    PromiseRow,
     RecordFormatError,
     TimerKey,
     decode,
@@ -409,6 +410,19 @@ class StoreTransaction:
         start = len(lower)
         decode_value = self._store._decode
         return iter([(k[start:], decode_value(bytes, k, v)) for k, v in self._scan(lower, upper)])
+
+    # --- workflow promises ---
+
+    def get_promise(self, service: str, key: str, name: str) -> PromiseRow | None:
+        k = keys.PROMISES.encode(self._p, service, key, name)
+        raw = self._read(k)
+        return None if raw is None else self._store._decode(PromiseRow, k, raw)
+
+    def put_promise(self, service: str, key: str, name: str, row: PromiseRow) -> None:
+        self._put(keys.PROMISES.encode(self._p, service, key, name), encode(row))
+
+    def delete_all_promises(self, service: str, key: str) -> None:
+        self._delete_range(*keys.PROMISES.bounds(self._p, service, key))
 
     # --- exclusive locks and inboxes of keyed services ---
 

@@ -52,7 +52,6 @@ from processor.core import (
     NewOutboxMessage,
     OutboxMessage,
     RegisterTimer,
-    Respond,
     SelfProposal,
     ServiceInvocation,
     ServiceType,
@@ -63,6 +62,7 @@ from processor.core import (
     TimerFired,
     TimerKey,
     TruncateOutbox,
+    delivery,
     encode_envelope,
 )
 from processor.core import Awaiting as AwaitingSet
@@ -515,8 +515,7 @@ class Simulation:
             return False
         index = min(leader.outbox)
         message = leader.outbox.pop(index)
-        command = message.command
-        wrapped = Invoke(command) if isinstance(command, ServiceInvocation) else Respond(command)
+        wrapped = delivery(message)
         target = partition_for_key(message.partition_key, self.config.partitions)
         self._append(
             target, encode_envelope(Envelope(wrapped, self.now, ForeignPartition(replica.partition, index)))

@@ -19,6 +19,9 @@ clock, which otherwise stays put; leader commands take ``epoch= seq=`` to forge 
     end inv= / fail inv= failure=CODE:MSG
     fire [p=] [until=TS]                  fire every timer due by TS (default: the clock)
     timer inv= kind= at= [id=]            fire this timer, whether the tables hold it or not
+    signal inv= (idx= | name=) [value= | failure=]   a signal from the ingress or admin API
+    kill inv= / purge inv=                Kill, Purge (admin API)
+    output inv= req=                      the ingress's get-output
     shuffle from=P [only=INDEX]           deliver partition P's outbox (ForeignPartition dedup)
     respond caller= id= callee= (value= | failure=) from= seq=   a forged call response
     truncate p= index=                    TruncateOutbox
@@ -47,10 +50,14 @@ from processor.core import (
     HandlerType,
     IngressSink,
     InvocationResponse,
+    InvocationSignal,
     Invoke,
     InvokerEffect,
     JournalCommand,
+    Kill,
     MemoryStore,
+    Output,
+    Purge,
     RecordFormatError,
     Respond,
     Result,
@@ -58,6 +65,7 @@ from processor.core import (
     SelfProposal,
     ServiceInvocation,
     ServiceType,
+    Signal,
     StateMachine,
     Suspended,
     Target,
@@ -65,11 +73,13 @@ from processor.core import (
     TimerKey,
     TimerKind,
     TruncateOutbox,
+    delivery,
     describe_action,
     describe_store,
     encode_envelope,
 )
 from processor.ids import (
+    AwakeableId,
     InvocationId,
     call_invocation_id,
     idempotent_uuid,
@@ -106,6 +116,10 @@ def parse_target(text: str, kind: str | None, handler: str | None) -> Target:
         else ("shared" if kind == "workflow" else "exclusive")
     )
     return Target(service, name, service_type, HandlerType(handler or default), key)
+
+
+def _pb_failure(failure: Failure) -> pb.Failure:
+    return pb.Failure(code=failure.code, message=failure.message)
 
 
 def parse_failure(text: str) -> Failure:
@@ -331,13 +345,109 @@ class Env:
             ),
             "send-signal": lambda: (
                 T.SEND_SIGNAL_COMMAND,
-                pb.SendSignalCommandMessage(
-                    target_invocation_id=case.arg("target"), idx=case.int_arg("signal"), void=pb.Void()
+                self.send_signal(case),
+            ),
+            "peek-promise": lambda: (
+                T.PEEK_PROMISE_COMMAND,
+                pb.PeekPromiseCommandMessage(key=case.arg("key"), result_completion_id=cid),
+            ),
+            "complete-promise": lambda: (
+                T.COMPLETE_PROMISE_COMMAND,
+                pb.CompletePromiseCommandMessage(
+                    key=case.arg("key"),
+                    result_completion_id=cid,
+                    **(
+                        {"completion_failure": _pb_failure(parse_failure(case.arg("failure")))}
+                        if case.has("failure")
+                        else {"completion_value": pb.Value(content=case.arg("value", "").encode())}
+                    ),
+                ),
+            ),
+            "complete-awakeable": lambda: (
+                T.COMPLETE_AWAKEABLE_COMMAND,
+                pb.CompleteAwakeableCommandMessage(
+                    awakeable_id=self.awakeable(case.arg("awakeable")),
+                    **(
+                        {"failure": _pb_failure(parse_failure(case.arg("failure")))}
+                        if case.has("failure")
+                        else {"value": pb.Value(content=case.arg("value", "").encode())}
+                    ),
+                ),
+            ),
+            "attach": lambda: (
+                T.ATTACH_INVOCATION_COMMAND,
+                pb.AttachInvocationCommandMessage(
+                    invocation_id=self.id_text(case.arg("to")), result_completion_id=cid
+                ),
+            ),
+            "get-output": lambda: (
+                T.GET_INVOCATION_OUTPUT_COMMAND,
+                pb.GetInvocationOutputCommandMessage(
+                    invocation_id=self.id_text(case.arg("to")), result_completion_id=cid
+                ),
+            ),
+            "attach-workflow": lambda: (
+                T.ATTACH_INVOCATION_COMMAND,
+                pb.AttachInvocationCommandMessage(
+                    workflow_target=pb.WorkflowTarget(
+                        workflow_name=case.arg("service"), workflow_key=case.arg("key")
+                    ),
+                    result_completion_id=cid,
                 ),
             ),
         }
         type_id, message = simple[kind]()
         return type_id, message.SerializeToString(), None
+
+    def id_text(self, name: str) -> str:
+        """An alias as the SDK names invocations (``inv_…``); anything else as written."""
+        return str(InvocationId.from_bytes(self.ids[name])) if name in self.ids else name
+
+    def awakeable(self, text: str) -> str:
+        """``alias:index`` as the SDK's awakeable id (``sign_1…``); anything else as written."""
+        name, _, index = text.partition(":")
+        if name not in self.ids:
+            return text
+        return str(AwakeableId(InvocationId.from_bytes(self.ids[name]), int(index)))
+
+    def send_signal(self, case: TestCase) -> pb.SendSignalCommandMessage:
+        m = pb.SendSignalCommandMessage(target_invocation_id=self.id_text(case.arg("to")))
+        if case.has("name"):
+            m.name = case.arg("name")
+        else:
+            m.idx = case.int_arg("signal")
+        if case.has("failure"):
+            m.failure.CopyFrom(_pb_failure(parse_failure(case.arg("failure"))))
+        elif case.has("value"):
+            m.value.content = case.arg("value").encode()
+        else:
+            m.void.SetInParent()
+        return m
+
+    def do_signal(self, case: TestCase) -> list[str]:
+        """A signal as the ingress or the admin API sends it (no dedup): idx= or name=."""
+        inv = self.id(case.arg("inv"))
+        result = None
+        if case.has("failure"):
+            result = Result(failure=parse_failure(case.arg("failure")))
+        elif case.has("value"):
+            result = Result(value=case.arg("value").encode())
+        name = case.arg("name") if case.has("name") else None
+        signal = InvocationSignal(inv, index=case.int_arg("idx", 0), name=name, result=result)
+        return self.append(self.partition_of(inv), self.envelope(Signal(signal)))
+
+    def do_kill(self, case: TestCase) -> list[str]:
+        inv = self.id(case.arg("inv"))
+        return self.append(self.partition_of(inv), self.envelope(Kill(inv)))
+
+    def do_purge(self, case: TestCase) -> list[str]:
+        inv = self.id(case.arg("inv"))
+        return self.append(self.partition_of(inv), self.envelope(Purge(inv)))
+
+    def do_output(self, case: TestCase) -> list[str]:
+        inv = self.id(case.arg("inv"))
+        sink = IngressSink(0, 0, case.int_arg("req"))
+        return self.append(self.partition_of(inv), self.envelope(Output(inv, sink)))
 
     def do_run_completion(self, case: TestCase) -> list[str]:
         inv = self.id(case.arg("inv"))
@@ -386,8 +496,7 @@ class Env:
         for index, message in sorted(source.store.outbox.items()):
             if case.has("only") and index != case.int_arg("only"):
                 continue
-            command = message.command
-            wrapped = Invoke(command) if isinstance(command, ServiceInvocation) else Respond(command)
+            wrapped = delivery(message)
             target = self.partitions[partition_for_key(message.partition_key, len(self.partitions))]
             out.append(f"p{source.index} outbox {index} -> p{target.index}:")
             record = self.envelope(wrapped, ForeignPartition(source.index, index))

@@ -30,6 +30,7 @@ FIELDS = {
     keys.INBOX: (TEXT, TEXT, U64),
     keys.TIMERS: (U64, INVOCATION_IDS, st.sampled_from(TimerKind), U32),
     keys.OUTBOX: (U64,),
+    keys.PROMISES: (TEXT, TEXT, TEXT),
 }
 
 
@@ -66,6 +67,7 @@ def test_assigned_codes_never_change() -> None:
         "INBOX": b"ib",
         "TIMERS": b"ti",
         "OUTBOX": b"ob",
+        "PROMISES": b"pr",
     }
     assert {v.name: v.value for v in FsmVar} == {
         "INBOX_SEQ": 0,

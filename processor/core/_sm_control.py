@@ -1,0 +1,135 @@
+"""What reaches an invocation from outside its own attempts: signals (awakeable completions,
+cancel, named signals), kill, purge, and other parties asking for its result (attach, output).
+
+    Signal   running: append SignalNotification{idx|name, result} (once per idx/name), forward it
+             or resume a suspension waiting for it. A cancel (idx 1) of an invocation that has
+             not started (scheduled, inboxed) ends it at once with 409 "canceled".
+    Kill     running: abort the attempt, end with 409 "killed"; not started: end the same way.
+    Purge    completed: forget its row and journal (a workflow run: its state and promises too).
+    Query    attach: answer from the retained result, or add the caller as a response sink;
+             output: answer now -- the result, or void while it runs. Unknown: 404.
+    Output   the ingress's get-output: the result, 470 while it runs, 404 when unknown.
+
+Every case that finds nothing to act on is a drop with its reason: replicas stay identical and
+a repeated request is harmless.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from processor.core._actions import AbortAttempt
+from processor.core._commands import Kill, Output, Purge, Query, Signal
+from processor.core._model import (
+    Failure,
+    InvocationIdBytes,
+    InvocationStatus,
+    PartitionSink,
+    Result,
+    StatusKind,
+)
+from processor.core._sm_lifecycle import (
+    EMPTY_RESULT,
+    RUNNING,
+    Apply,
+    answer,
+    complete,
+    forget,
+    notify_signal,
+    reject,
+    status_in,
+)
+
+_replace = msgspec.structs.replace
+CANCEL_SIGNAL = 1
+CANCELED = Failure(409, "canceled")
+KILLED = Failure(409, "killed")
+NOT_FOUND = Failure(404, "invocation not found")
+NOT_READY = Failure(470, "the invocation exists but has not completed yet")
+NOT_STARTED = (StatusKind.SCHEDULED, StatusKind.INBOXED)
+VOID = Result()
+"""Neither value nor failure: a get-output of an invocation that has not ended."""
+
+
+def signal(ctx: Apply, cmd: Signal) -> str | None:
+    sig = cmd.signal
+    inv_id = sig.target
+    status = status_in(ctx, inv_id, (*RUNNING, *NOT_STARTED))
+    if isinstance(status, str):
+        return status
+    if status.kind in NOT_STARTED:
+        if sig.name is None and sig.index == CANCEL_SIGNAL:
+            _end_unstarted(ctx, inv_id, status, CANCELED)
+            return None
+        return f"a signal for an invocation that has not started ({status.kind.value})"
+    if sig.name is not None and sig.name in status.signal_names:
+        return f"signal {sig.name!r} was already delivered"
+    if sig.name is None and sig.index in status.signals:
+        return f"signal {sig.index} was already delivered"
+    ctx.tables.put_status(inv_id, notify_signal(ctx, inv_id, status, sig))
+    return None
+
+
+def kill(ctx: Apply, cmd: Kill) -> str | None:
+    inv_id = cmd.invocation_id
+    status = status_in(ctx, inv_id, (*RUNNING, *NOT_STARTED))
+    if isinstance(status, str):
+        return status
+    if status.kind in NOT_STARTED:
+        _end_unstarted(ctx, inv_id, status, KILLED)
+        return None
+    ctx.actions.append(AbortAttempt(inv_id))
+    complete(ctx, inv_id, status, Result(failure=KILLED))
+    return None
+
+
+def purge(ctx: Apply, cmd: Purge) -> str | None:
+    inv_id = cmd.invocation_id
+    status = status_in(ctx, inv_id, (StatusKind.COMPLETED,))
+    if isinstance(status, str):
+        return status
+    forget(ctx, inv_id, status)
+    return None
+
+
+def query(ctx: Apply, cmd: Query) -> str | None:
+    q = cmd.query
+    inv_id = q.target
+    if not ctx.owns(inv_id):
+        return "the invocation id is malformed or belongs to another partition"
+    status = ctx.tables.get_status(inv_id)
+    if status is None:
+        answer(ctx, q.sink, inv_id, Result(failure=NOT_FOUND), 0)
+    elif status.kind is StatusKind.COMPLETED:
+        answer(ctx, q.sink, inv_id, status.result or EMPTY_RESULT, status.expires_at_ms)
+    elif not q.attach:
+        answer(ctx, q.sink, inv_id, VOID, 0)
+    else:
+        _add_sink(ctx, inv_id, status, q.sink)
+    return None
+
+
+def output(ctx: Apply, cmd: Output) -> str | None:
+    inv_id = cmd.invocation_id
+    if not ctx.owns(inv_id):
+        return "the invocation id is malformed or belongs to another partition"
+    status = ctx.tables.get_status(inv_id)
+    if status is None:
+        reject(ctx, cmd.sink, inv_id, NOT_FOUND)
+    elif status.kind is StatusKind.COMPLETED:
+        answer(ctx, cmd.sink, inv_id, status.result or EMPTY_RESULT, status.expires_at_ms)
+    else:
+        reject(ctx, cmd.sink, inv_id, NOT_READY)
+    return None
+
+
+def _add_sink(ctx: Apply, inv_id: InvocationIdBytes, status: InvocationStatus, sink: PartitionSink) -> None:
+    if sink not in status.response_sinks:
+        sinks = (*status.response_sinks, sink)
+        ctx.tables.put_status(inv_id, _replace(status, response_sinks=sinks, modified_at_ms=ctx.now_ms))
+
+
+def _end_unstarted(ctx: Apply, inv_id: InvocationIdBytes, status: InvocationStatus, failure: Failure) -> None:
+    """End a scheduled or inboxed invocation: its timer or inbox entry stays behind and is
+    skipped when it comes up (the row is no longer SCHEDULED or INBOXED)."""
+    complete(ctx, inv_id, status, Result(failure=failure))
