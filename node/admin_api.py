@@ -24,9 +24,13 @@ metadata store under ``schema`` and changes only by compare-and-set (``metadata.
 Errors are ``{"message": …, "restate_code": …}`` (with ``[CODE] `` before the message and the
 docs link after it when there is a code, Restate's "decorated" form).
 
-Not served yet (issue 10): deployment removal and update, service configuration changes,
-invocation cancel/kill/purge/pause/resume/restart, and ``/query``; they answer 501 with a
-message, in ``_later_routes``, so each can be filled in without touching the rest.
+Invocations: ``PATCH /invocations/{id}/cancel`` (202: the cancel signal is in the invocation's
+log), ``…/kill`` and ``…/purge`` (200), and the old ``DELETE /invocations/{id}?mode=`` (202),
+through an ``InvocationControl`` (the node's ingress submitter).
+
+Not served yet: deployment removal and update, service configuration changes, invocation
+pause/resume/restart, and ``/query``; they answer 501 with a message, in ``_later_routes``,
+so each can be filled in without touching the rest.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from metadata.schema import (
 )
 from metadata.store import MetadataStore
 from node.discovery import Discovered, DiscoveryClient
+from processor.core._model import InvocationSignal
 from processor.ids import BadId, DeploymentId, InvocationId
 
 DURASTATE_VERSION: Final = "0.1.0"
@@ -209,6 +214,17 @@ def _normalized(uri: str) -> str:
 # --- the API --------------------------------------------------------------------------------------------
 
 
+class InvocationControl(Protocol):
+    """Appends cancel (a signal), kill and purge to an invocation's partition log."""
+
+    async def signal(self, signal: InvocationSignal) -> None: ...
+    async def kill(self, invocation_id: bytes) -> None: ...
+    async def purge(self, invocation_id: bytes) -> None: ...
+
+
+CANCEL_SIGNAL: Final = 1
+
+
 class AdminApi:
     """The admin routes over one metadata store; ``routes()`` are mounted on the admin app."""
 
@@ -221,6 +237,7 @@ class AdminApi:
         rng: random.Random | None = None,
         clock: Callable[[], int] = _now_ms,
         health: Handler | None = None,
+        invocations: InvocationControl | None = None,
     ) -> None:
         self._store = store
         self._ingress_url = ingress_url
@@ -228,6 +245,7 @@ class AdminApi:
         self._rng = rng if rng is not None else random.SystemRandom()
         self._clock = clock
         self._health = health
+        self._invocations = invocations
 
     def routes(self) -> list[web.RouteDef]:
         routes = []
@@ -255,8 +273,52 @@ class AdminApi:
             ("GET", "/services/{service}", self._get_service),
             ("GET", "/services/{service}/handlers", self._list_handlers),
             ("GET", "/services/{service}/handlers/{handler}", self._get_handler),
+            ("PATCH", "/invocations/{invocation}/cancel", self._cancel),
+            ("PATCH", "/invocations/{invocation}/kill", self._kill),
+            ("PATCH", "/invocations/{invocation}/purge", self._purge),
+            ("DELETE", "/invocations/{invocation}", self._delete_invocation),
             *_later_routes(version),
         ]
+
+    # --- invocations ---
+
+    def _control(self, request: web.Request) -> tuple[InvocationControl, bytes]:
+        try:
+            invocation = InvocationId.parse(request.match_info["invocation"])
+        except BadId as bad:
+            raise AdminError.invalid_field("invocation_id", bad.reason) from None
+        if self._invocations is None:
+            raise AdminError(503, "this node runs no partition processors: it cannot reach invocations")
+        return self._invocations, invocation.to_bytes()
+
+    async def _cancel(self, request: web.Request) -> web.StreamResponse:
+        control, invocation = self._control(request)
+        await _reach(control.signal(InvocationSignal(invocation, index=CANCEL_SIGNAL)))
+        return web.Response(status=202)
+
+    async def _kill(self, request: web.Request) -> web.StreamResponse:
+        control, invocation = self._control(request)
+        await _reach(control.kill(invocation))
+        return web.Response(status=200)
+
+    async def _purge(self, request: web.Request) -> web.StreamResponse:
+        control, invocation = self._control(request)
+        await _reach(control.purge(invocation))
+        return web.Response(status=200)
+
+    async def _delete_invocation(self, request: web.Request) -> web.StreamResponse:
+        """The old API: ``DELETE /invocations/{id}?mode=cancel|kill|purge`` (default cancel)."""
+        mode = request.query.get("mode", "cancel")
+        control, invocation = self._control(request)
+        if mode == "cancel":
+            await _reach(control.signal(InvocationSignal(invocation, index=CANCEL_SIGNAL)))
+        elif mode == "kill":
+            await _reach(control.kill(invocation))
+        elif mode == "purge":
+            await _reach(control.purge(invocation))
+        else:
+            raise AdminError(400, f"unknown mode {mode!r}: use cancel, kill or purge")
+        return web.Response(status=202)
 
     async def _v1(self, request: web.Request) -> web.StreamResponse:
         return web.Response(
@@ -423,7 +485,14 @@ def _later(what: str) -> Handler:
     return later
 
 
-_INVOCATION_ACTIONS: Final = ("cancel", "kill", "purge", "pause", "resume", "restart-as-new", "purge-journal")
+_INVOCATION_ACTIONS: Final = ("pause", "resume", "restart-as-new", "purge-journal")
+
+
+async def _reach(appended: Awaitable[None]) -> None:
+    try:
+        await appended
+    except Exception as e:  # the partition's log is unavailable: nothing was appended
+        raise AdminError(503, f"the invocation's partition cannot be reached: {e}") from None
 
 
 def _later_routes(version: int) -> list[tuple[str, str, Handler]]:
@@ -432,7 +501,6 @@ def _later_routes(version: int) -> list[tuple[str, str, Handler]]:
         ("PATCH", "/deployments/{deployment}", _later("updating a deployment")),
         ("PATCH", "/services/{service}", _later("changing a service's configuration")),
         ("POST", "/services/{service}/state", _later("editing state")),
-        ("DELETE", "/invocations/{invocation}", _later("deleting an invocation")),
         ("POST", "/query", _later("the SQL query endpoint")),
     ]
     routes += [

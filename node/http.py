@@ -47,7 +47,13 @@ async def start_http_servers(
     ingress = _app(cfg, log_role, [])
     add_ingress_routes(ingress, store, submitter)
     admin = _app(cfg, log_role, [web.get("/metrics", metrics_handler)])
-    add_admin_routes(admin, store, ingress_url=f"http://{cfg.address}:{cfg.ports.ingress}/", health=_health)
+    add_admin_routes(
+        admin,
+        store,
+        ingress_url=f"http://{cfg.address}:{cfg.ports.ingress}/",
+        health=_health,
+        invocations=submitter,  # the ingress submitter also appends cancel, kill and purge
+    )
     runners = []
     limits = HttpLimits(default_max_connections())
     for name, port, app in (

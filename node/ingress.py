@@ -17,10 +17,11 @@ goes away cancels the waiting call (aiohttp cancels the handler); the invocation
 
 Routes served: ``/{Service}/{handler}``, ``/{Object|Workflow}/{key}/{handler}``, both with
 ``/send[?delay=]``, 1.7's ``/restate/call|send/…`` forms, and ``GET /restate/health``
-(``{"services":[…]}``). ``/restate/invocation/…``, ``/restate/workflow/…`` (attach/output) and
-``/restate/awakeables/…`` are parsed and checked (bad ids, methods) and then answered by
-``IssueTenRoutes``, which says 501 until issue 10 implements them. Like Restate's ingress, every
-origin may call it from a browser (CORS: the origin, method and headers asked for are allowed).
+(``{"services":[…]}``), ``/restate/invocation/…`` and ``/restate/workflow/…`` (attach: the
+result once it ends; output: the result now, 470 while it runs, 404 when unknown) and
+``POST /restate/awakeables/{id}/resolve|reject`` (202 once the signal is in the owner's log).
+Like Restate's ingress, every origin may call it from a browser (CORS: the origin, method and
+headers asked for are allowed).
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ from typing import Protocol
 
 from aiohttp import web
 
-from metadata.schema import Schema
+from metadata.schema import OutputRules, Schema
 from metadata.store import MetadataStore
 from node.ingress_rules import (
     MAX_BODY_BYTES,
     AwakeableRoute,
+    ById,
+    ByIdempotencyKey,
+    ByWorkflow,
     CallOutcome,
     HealthRoute,
     IngressError,
@@ -67,12 +71,13 @@ from node.ingress_rules import (
     unavailable,
 )
 from node.schema_cache import SchemaCache
-from processor.core._model import ServiceInvocation
+from processor.core._model import Failure, InvocationIdBytes, InvocationSignal, Result, ServiceInvocation
+from processor.ids import AwakeableId, deterministic_id
 
 __all__ = [
     "CallOutcome",
     "Ingress",
-    "IssueTenRoutes",
+    "OutputRoutes",
     "NoSubmitter",
     "Rejection",
     "SendOutcome",
@@ -89,11 +94,23 @@ class SubmitUnavailable(Exception):
 
 
 class Submitter(Protocol):
-    """Appends an ingress invocation to its partition's log and waits for the leader's answer."""
+    """Appends an ingress request to its partition's log and waits for the leader's answer."""
 
     async def call(self, invocation: ServiceInvocation) -> CallOutcome: ...
 
     async def send(self, invocation: ServiceInvocation) -> SendOutcome: ...
+
+    async def attach(self, invocation_id: InvocationIdBytes) -> CallOutcome:
+        """The invocation's result once it ends (a rejection if the partition does not know it)."""
+        ...
+
+    async def output(self, invocation_id: InvocationIdBytes) -> CallOutcome:
+        """The invocation's result now, or a rejection: 470 while it runs, 404 if unknown."""
+        ...
+
+    async def signal(self, signal: InvocationSignal) -> None:
+        """Append a signal for its invocation (an awakeable's result); returns once appended."""
+        ...
 
 
 class NoSubmitter:
@@ -105,16 +122,60 @@ class NoSubmitter:
     async def send(self, invocation: ServiceInvocation) -> SendOutcome:
         raise SubmitUnavailable("this node cannot reach the partition processors yet")
 
+    async def attach(self, invocation_id: InvocationIdBytes) -> CallOutcome:
+        raise SubmitUnavailable("this node cannot reach the partition processors yet")
 
-class IssueTenRoutes:
-    """Attach/output and awakeables (issue 10). Requests arrive here already checked (method,
-    ids, path shape); override these to serve them."""
+    async def output(self, invocation_id: InvocationIdBytes) -> CallOutcome:
+        raise SubmitUnavailable("this node cannot reach the partition processors yet")
+
+    async def signal(self, signal: InvocationSignal) -> None:
+        raise SubmitUnavailable("this node cannot reach the partition processors yet")
+
+
+def _target_id(query: ById | ByIdempotencyKey | ByWorkflow) -> InvocationIdBytes:
+    """The invocation an attach/output route names (by id, by idempotency key, a workflow's run)."""
+    if isinstance(query, ById):
+        return query.invocation_id.to_bytes()
+    if isinstance(query, ByWorkflow):
+        found = deterministic_id(query.service, "", query.key, None, True)
+    else:
+        found = deterministic_id(query.service, query.handler, query.key, query.idempotency_key, False)
+    assert found is not None  # both forms are deterministic by construction
+    return found.to_bytes()
+
+
+class OutputRoutes:
+    """``/restate/invocation|workflow/…/attach|output`` and ``/restate/awakeables/…``: requests
+    arrive here already checked (method, ids, path shape)."""
+
+    def __init__(self, submitter: Submitter) -> None:
+        self._submitter = submitter
 
     async def output(self, route: OutputRoute) -> Reply:
-        raise not_implemented(f"{'attach' if route.attach else 'output'} of an invocation")
+        invocation_id = _target_id(route.query)
+        try:
+            if route.attach:
+                outcome = await self._submitter.attach(invocation_id)
+            else:
+                outcome = await self._submitter.output(invocation_id)
+        except SubmitUnavailable as error:
+            raise unavailable(str(error)) from None
+        if outcome.rejection is not None:
+            # "not found" and "not ready" are the ingress's answers, not the invocation's.
+            raise IngressError(outcome.rejection.code, outcome.rejection.message)
+        return render_call(outcome, OutputRules())
 
-    async def awakeable(self, route: AwakeableRoute, body: bytes) -> Reply:
-        raise not_implemented("completing an awakeable")
+    async def awakeable(self, awakeable: AwakeableId, resolve: bool, body: bytes) -> Reply:
+        if resolve:
+            result = Result(value=body)
+        else:
+            result = Result(failure=Failure(500, body.decode("utf-8", "replace")))
+        owner = awakeable.invocation_id.to_bytes()
+        try:
+            await self._submitter.signal(InvocationSignal(owner, index=awakeable.signal_index, result=result))
+        except SubmitUnavailable as error:
+            raise unavailable(str(error)) from None
+        return Reply(202, (), b"")
 
 
 def _now_ms() -> int:
@@ -132,7 +193,6 @@ class Ingress:
         rng: random.Random | None = None,
         clock: Callable[[], int] = _now_ms,
         max_body_bytes: int = MAX_BODY_BYTES,
-        later: IssueTenRoutes | None = None,
     ) -> None:
         self.schemas = schemas
         self.submitter = submitter
@@ -140,7 +200,7 @@ class Ingress:
         self._rng = rng if rng is not None else random.SystemRandom()
         self._clock = clock
         self._max_body_bytes = max_body_bytes
-        self._later = later or IssueTenRoutes()
+        self._later = OutputRoutes(submitter)
 
     def routes(self) -> list[web.RouteDef]:
         # One catch-all: which path shapes exist depends on the schema (a key segment or not).
@@ -172,8 +232,8 @@ class Ingress:
             check_output_method(request.method)
             return await self._later.output(route)
         if isinstance(route, AwakeableRoute):
-            check_awakeable(route, request.method)
-            return await self._later.awakeable(route, await self._read_body(request))
+            awakeable = check_awakeable(route, request.method)
+            return await self._later.awakeable(awakeable, route.resolve, await self._read_body(request))
         if isinstance(route, UnsupportedRoute):
             raise not_implemented(route.what)
         return await self._invoke(route, request, path, query)
@@ -233,7 +293,7 @@ def add_ingress_routes(
 ) -> Ingress:
     """Mount the ingress on ``app``: its schema cache follows the store while the app runs.
 
-    ``options`` go to ``Ingress`` (``rng``, ``clock``, ``max_body_bytes``, ``later``)."""
+    ``options`` go to ``Ingress`` (``rng``, ``clock``, ``max_body_bytes``)."""
     schemas = SchemaCache(store)
     ingress = Ingress(schemas, submitter or NoSubmitter(), **options)  # type: ignore[arg-type]
 

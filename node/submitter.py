@@ -33,14 +33,20 @@ from node.ingress import CallOutcome, SendOutcome, SubmitUnavailable
 from node.ingress_rules import Rejection
 from processor.core import (
     Attach,
+    Command,
     Envelope,
     IngressRejected,
     IngressResponse,
     IngressSink,
     IngressSubmitted,
+    InvocationSignal,
     Invoke,
+    Kill,
+    Output,
+    Purge,
     Result,
     ServiceInvocation,
+    Signal,
     encode_envelope,
 )
 from processor.ids import partition_for_key
@@ -120,23 +126,40 @@ class IngressSubmitter:
         self._closed = False
 
     async def call(self, invocation: ServiceInvocation) -> CallOutcome:
-        rid = next(self._ids)
-        sink = IngressSink(self._me.node, self._me.generation, rid)
-        reply = await self._submit(rid, msgspec.structs.replace(invocation, response_sink=sink), sink)
-        if reply.rejection_code:
-            return CallOutcome(
-                reply.invocation_id, rejection=Rejection(reply.rejection_code, reply.rejection_message)
-            )
-        return CallOutcome(
-            reply.invocation_id, result=reply.result or Result(), expires_at_ms=reply.expires_at_ms
-        )
+        rid, sink = self._new_request()
+        invocation = msgspec.structs.replace(invocation, response_sink=sink)
+        return _outcome(await self._ask(rid, Invoke(invocation), Attach(invocation.invocation_id, sink)))
 
     async def send(self, invocation: ServiceInvocation) -> SendOutcome:
-        rid = next(self._ids)
-        sink = IngressSink(self._me.node, self._me.generation, rid)
+        rid, sink = self._new_request()
         invocation = msgspec.structs.replace(invocation, submit_sink=sink)
-        reply = await self._submit(rid, invocation, None)
+        reply = await self._ask(rid, Invoke(invocation), None)
         return SendOutcome(reply.invocation_id, reply.previously_accepted, reply.execution_time_ms)
+
+    async def attach(self, invocation_id: bytes) -> CallOutcome:
+        rid, sink = self._new_request()
+        command = Attach(invocation_id, sink)
+        return _outcome(await self._ask(rid, command, command))
+
+    async def output(self, invocation_id: bytes) -> CallOutcome:
+        rid, sink = self._new_request()
+        command = Output(invocation_id, sink)
+        return _outcome(await self._ask(rid, command, command))
+
+    async def signal(self, signal: InvocationSignal) -> None:
+        await self._append_to_owner(signal.target, Signal(signal))
+
+    async def kill(self, invocation_id: bytes) -> None:
+        await self._append_to_owner(invocation_id, Kill(invocation_id))
+
+    async def purge(self, invocation_id: bytes) -> None:
+        await self._append_to_owner(invocation_id, Purge(invocation_id))
+
+    async def _append_to_owner(self, invocation_id: bytes, command: Command) -> None:
+        """Append a command that needs no answer; returns once it is in the log."""
+        if self._closed:
+            raise SubmitUnavailable("the node is shutting down")
+        await self._append_one(self._partition_of(invocation_id), command)
 
     def close(self) -> None:
         """The node is stopping: every waiting request is told so (its invocation still runs)."""
@@ -160,20 +183,26 @@ class IngressSubmitter:
         if fut is not None and not fut.done():
             fut.set_result(reply)
 
-    async def _submit(
-        self, rid: int, invocation: ServiceInvocation, sink: IngressSink | None
-    ) -> IngressReply:
-        """Append the Invoke and wait for the answer; ``sink``: a call's (ask again with an
-        Attach), None: a send's (answered from the append after a while)."""
+    def _new_request(self) -> tuple[int, IngressSink]:
+        rid = next(self._ids)
+        return rid, IngressSink(self._me.node, self._me.generation, rid)
+
+    def _partition_of(self, invocation_id: bytes) -> int:
+        return partition_for_key(int.from_bytes(invocation_id[:8], "big"), self._num_partitions())
+
+    async def _ask(self, rid: int, first: Command, again: Command | None) -> IngressReply:
+        """Append ``first`` and wait for the answer to request ``rid``. Without an answer for a
+        while, append ``again`` (an Attach or an Output: harmless repeats); with no ``again``
+        (a send), the append itself answers: the invocation is in the log, so it is accepted."""
         if self._closed:
             raise SubmitUnavailable("the node is shutting down")
         fut: asyncio.Future[IngressReply] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        inv_id = invocation.invocation_id
-        partition = partition_for_key(int.from_bytes(inv_id[:8], "big"), self._num_partitions())
+        inv_id = _invocation_of(first)
+        partition = self._partition_of(inv_id)
         try:
-            await self._append_one(partition, Invoke(invocation))
-            if sink is None:
+            await self._append_one(partition, first)
+            if again is None:
                 try:
                     return await asyncio.wait_for(asyncio.shield(fut), SEND_ACK_WAIT_S)
                 except TimeoutError:
@@ -183,14 +212,33 @@ class IngressSubmitter:
                     return await asyncio.wait_for(asyncio.shield(fut), wait)
                 except TimeoutError:
                     log.info("no answer yet: asking the partition again", extra={"partition": partition})
-                await self._append_one(partition, Attach(inv_id, sink))
+                await self._append_one(partition, again)
             raise AssertionError("unreachable: the questions never end")
         finally:
             self._pending.pop(rid, None)
 
-    async def _append_one(self, partition: int, command: Invoke | Attach) -> None:
+    async def _append_one(self, partition: int, command: Command) -> None:
         record = encode_envelope(Envelope(command, int(self._now())))
         try:
             await self._append(partition, [record])
         except Exception as e:
             raise SubmitUnavailable(f"partition {partition}'s log is unavailable: {e}") from None
+
+
+def _invocation_of(command: Command) -> bytes:
+    match command:
+        case Invoke(invocation=invocation):
+            return invocation.invocation_id
+        case Attach(invocation_id=inv) | Output(invocation_id=inv):
+            return inv
+    raise TypeError(f"not an ingress request: {command!r}")
+
+
+def _outcome(reply: IngressReply) -> CallOutcome:
+    if reply.rejection_code:
+        return CallOutcome(
+            reply.invocation_id, rejection=Rejection(reply.rejection_code, reply.rejection_message)
+        )
+    return CallOutcome(
+        reply.invocation_id, result=reply.result or Result(), expires_at_ms=reply.expires_at_ms
+    )

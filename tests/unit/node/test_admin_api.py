@@ -20,6 +20,7 @@ from metadata import LocalMetadataStore
 from metadata.schema import ServiceType, load_schema
 from node.admin_api import SERVER_VERSION, add_admin_routes
 from node.discovery import Discovered, DiscoveryError
+from processor.core._model import InvocationSignal
 from processor.ids import DeploymentId, InvocationId
 from processor.protocol.manifest import parse_manifest
 from tests.support.node_http import served
@@ -53,7 +54,23 @@ class FakeDiscovery:
 Body = Callable[[aiohttp.ClientSession, str, FakeDiscovery, LocalMetadataStore], Awaitable[None]]
 
 
-def serve(tmp_path: Path, body: Body) -> None:
+class RecordingControl:
+    """Records the cancels (signals), kills and purges the admin API appends."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[str, bytes, int]] = []
+
+    async def signal(self, signal: InvocationSignal) -> None:
+        self.done.append(("signal", signal.target, signal.index))
+
+    async def kill(self, invocation_id: bytes) -> None:
+        self.done.append(("kill", invocation_id, 0))
+
+    async def purge(self, invocation_id: bytes) -> None:
+        self.done.append(("purge", invocation_id, 0))
+
+
+def serve(tmp_path: Path, body: Body, control: RecordingControl | None = None) -> None:
     async def main() -> None:
         store = LocalMetadataStore.open(tmp_path / "metadata")
         discovery = FakeDiscovery()
@@ -65,6 +82,7 @@ def serve(tmp_path: Path, body: Body) -> None:
             discovery=discovery,
             rng=random.Random(3),
             clock=lambda: NOW_MS,
+            invocations=control,
         )
         try:
             async with served(app) as base, aiohttp.ClientSession() as session, asyncio.timeout(DEADLINE_S):
@@ -345,10 +363,7 @@ def test_later_routes_answer_501(tmp_path: Path):
             ("DELETE", "/v4/deployments/dp_10000000000000000000001?force=true"),
             ("PATCH", "/v4/deployments/dp_10000000000000000000001"),
             ("PATCH", "/v4/services/Greeter"),
-            ("PATCH", f"/v4/invocations/{invocation}/cancel"),
-            ("PATCH", f"/v4/invocations/{invocation}/kill"),
-            ("PATCH", f"/invocations/{invocation}/purge"),
-            ("DELETE", f"/v3/invocations/{invocation}?mode=kill"),
+            ("PATCH", f"/v4/invocations/{invocation}/pause"),
             ("POST", "/v4/query"),
         ]:
             status, _, reply = await call(session, method, base + path)
@@ -364,5 +379,43 @@ def test_later_routes_answer_501(tmp_path: Path):
             405,
             "PUT deployment is deprecated, use PATCH instead",
         )
+
+    serve(tmp_path, body)
+
+
+def test_cancel_kill_and_purge_are_appended_for_the_invocation(tmp_path: Path):
+    invocation = InvocationId(1, 2)
+    raw = invocation.to_bytes()
+    control = RecordingControl()
+
+    async def body(session, base, discovery, store):
+        for method, path, status in [
+            ("PATCH", f"/v4/invocations/{invocation}/cancel", 202),
+            ("PATCH", f"/v4/invocations/{invocation}/kill", 200),
+            ("PATCH", f"/invocations/{invocation}/purge", 200),
+            ("DELETE", f"/v3/invocations/{invocation}?mode=kill", 202),
+            ("DELETE", f"/v3/invocations/{invocation}", 202),
+        ]:
+            got, _, _ = await call(session, method, base + path)
+            assert got == status, path
+        status, _, reply = await call(session, "DELETE", f"{base}/invocations/{invocation}?mode=nope")
+        assert status == 400 and "unknown mode" in json.loads(reply)["message"]
+        status, _, _ = await call(session, "PATCH", f"{base}/v4/invocations/garbage/cancel")
+        assert status == 400
+
+    serve(tmp_path, body, control)
+    assert control.done == [
+        ("signal", raw, 1),
+        ("kill", raw, 0),
+        ("purge", raw, 0),
+        ("kill", raw, 0),
+        ("signal", raw, 1),
+    ]
+
+
+def test_invocation_actions_need_partition_processors(tmp_path: Path):
+    async def body(session, base, discovery, store):
+        status, _, reply = await call(session, "PATCH", f"{base}/v4/invocations/{InvocationId(1, 2)}/kill")
+        assert status == 503 and "no partition processors" in json.loads(reply)["message"]
 
     serve(tmp_path, body)

@@ -32,8 +32,8 @@ from node.ingress import (
     add_ingress_routes,
 )
 from node.schema_cache import SchemaCache
-from processor.core._model import Failure, Result, ServiceInvocation
-from processor.ids import AwakeableId, InvocationId
+from processor.core._model import Failure, InvocationSignal, Result, ServiceInvocation
+from processor.ids import AwakeableId, InvocationId, idempotent_uuid, partition_key_of, workflow_uuid
 from tests.support.node_http import served
 
 from .sdk_schema import DEPLOYMENT_ID, catalog_schema
@@ -53,6 +53,8 @@ class FakeSubmitter:
         self.expires_at_ms = 0
         self.previously_accepted = False
         self.error: Exception | None = None
+        self.asked: list[tuple[str, bytes]] = []
+        self.signals: list[InvocationSignal] = []
 
     async def call(self, invocation: ServiceInvocation) -> CallOutcome:
         self.calls.append(invocation)
@@ -67,6 +69,22 @@ class FakeSubmitter:
         if self.error is not None:
             raise self.error
         return SendOutcome(invocation.invocation_id, self.previously_accepted, invocation.execution_time_ms)
+
+    async def attach(self, invocation_id: bytes) -> CallOutcome:
+        self.asked.append(("attach", invocation_id))
+        return self._answer(invocation_id)
+
+    async def output(self, invocation_id: bytes) -> CallOutcome:
+        self.asked.append(("output", invocation_id))
+        return self._answer(invocation_id)
+
+    def _answer(self, invocation_id: bytes) -> CallOutcome:
+        if self.rejection is not None:
+            return CallOutcome(invocation_id, rejection=self.rejection)
+        return CallOutcome(invocation_id, self.result, expires_at_ms=self.expires_at_ms)
+
+    async def signal(self, signal: InvocationSignal) -> None:
+        self.signals.append(signal)
 
 
 Body = Callable[[aiohttp.ClientSession, str, FakeSubmitter, LocalMetadataStore], Awaitable[None]]
@@ -247,18 +265,16 @@ def test_body_limit_and_unreachable_partitions(tmp_path: Path):
     serve(tmp_path, body, schema=SCHEMA, max_body_bytes=64)
 
 
-def test_issue_ten_routes_are_checked_then_not_implemented(tmp_path: Path):
+def test_attach_output_and_awakeable_routes(tmp_path: Path):
     invocation = InvocationId(1, 2)
     awakeable = AwakeableId(invocation, 17)
+    run_of_k = InvocationId(partition_key_of("k"), workflow_uuid("Signup", "k")).to_bytes()
+    by_key = InvocationId(partition_key_of("ik"), idempotent_uuid("Greeter", "greet", "ik")).to_bytes()
 
     async def body(session, base, submitter, store):
         for method, path, status in [
-            ("GET", f"/restate/invocation/{invocation}/attach", 501),
-            ("GET", "/restate/workflow/Signup/k/output", 501),
-            ("GET", "/restate/invocation/Greeter/greet/ik/output", 501),
             ("POST", f"/restate/invocation/{invocation}/attach", 405),
             ("GET", "/restate/invocation/nope/attach", 400),
-            ("POST", f"/restate/awakeables/{awakeable}/resolve", 501),
             ("GET", f"/restate/a/{awakeable}/reject", 405),
             ("POST", "/restate/awakeables/sign_1bad/resolve", 400),
             ("POST", "/restate/lookup", 501),
@@ -266,6 +282,37 @@ def test_issue_ten_routes_are_checked_then_not_implemented(tmp_path: Path):
             got, headers, reply = await fetch(session, method, base + path)
             assert got == status, path
             assert json.loads(reply)["source"] == "ingress"
+        assert submitter.asked == [] and submitter.signals == []
+
+        status, headers, reply = await fetch(session, "GET", f"{base}/restate/invocation/{invocation}/attach")
+        assert (status, reply, headers["x-restate-id"]) == (200, b'"Hello"', str(invocation))
+        assert (await fetch(session, "GET", f"{base}/restate/workflow/Signup/k/output"))[0] == 200
+        assert (await fetch(session, "GET", f"{base}/restate/invocation/Greeter/greet/ik/output"))[0] == 200
+        assert submitter.asked == [
+            ("attach", invocation.to_bytes()),
+            ("output", run_of_k),
+            ("output", by_key),
+        ]
+
+        submitter.rejection = Rejection(470, "the invocation exists but has not completed yet")
+        status, headers, reply = await fetch(session, "GET", f"{base}/restate/invocation/{invocation}/output")
+        assert status == 470 and headers["x-restate-error-source"] == "ingress"
+        assert json.loads(reply) == {
+            "code": 470,
+            "message": "the invocation exists but has not completed yet",
+            "source": "ingress",
+        }
+
+        status, _, reply = await fetch(
+            session, "POST", f"{base}/restate/awakeables/{awakeable}/resolve", data=b"42"
+        )
+        assert (status, reply) == (202, b"")
+        status, _, _ = await fetch(session, "POST", f"{base}/restate/a/{awakeable}/reject", data=b"no way")
+        assert status == 202
+        assert submitter.signals == [
+            InvocationSignal(invocation.to_bytes(), index=17, result=Result(b"42")),
+            InvocationSignal(invocation.to_bytes(), index=17, result=Result(failure=Failure(500, "no way"))),
+        ]
 
     serve(tmp_path, body, schema=SCHEMA)
 

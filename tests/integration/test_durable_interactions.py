@@ -1,0 +1,236 @@
+"""Invocations that wait on the outside world, with the official Python SDK
+(tests/sdk_services/interactions.py under hypercorn): awakeables resolved through the ingress and
+from another handler, a workflow's durable promise, attach and output, cancel (with the handler's
+compensation), kill and purge through the admin API. On a single node, then on a 3-node cluster
+whose partition leader dies while a workflow waits on its promise, an invocation sleeps, and a
+cancel is on its way."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_durable_cluster import (
+    NODES,
+    cli,
+    http_of,
+    node_names,
+    partition_table,
+    running_cluster,
+    wait_nodesets_of_three,
+)
+from tests.support.durable import NodeHttp, Response, request, running_node
+from tests.support.sdk_server import AsgiServers, module_asgi_servers  # noqa: F401
+from tests.support.wait import wait_until
+
+APP = "tests.sdk_services.interactions:app"
+
+
+@pytest.fixture(scope="module")
+def http(tmp_path_factory: pytest.TempPathFactory, module_asgi_servers: AsgiServers) -> Iterator[NodeHttp]:  # noqa: F811
+    sdk = module_asgi_servers.start(APP)
+    with running_node(tmp_path_factory.mktemp("node")) as node:
+        node.http.register(sdk.url)
+        yield node.http
+
+
+class Background:
+    """A request in a thread: the test goes on while it waits."""
+
+    def __init__(self, send: Callable[[], Response]) -> None:
+        self.response: Response | None = None
+        self._thread = threading.Thread(target=self._run, args=(send,))
+        self._thread.start()
+
+    def _run(self, send: Callable[[], Response]) -> None:
+        self.response = send()
+
+    def result(self, timeout_s: float = 60) -> Response:
+        self._thread.join(timeout_s)
+        assert self.response is not None, "no answer in time"
+        return self.response
+
+
+def get(http: NodeHttp, path: str) -> Response:
+    return request(http.ingress, "GET", path)
+
+
+def admin(http: NodeHttp, method: str, path: str) -> Response:
+    return request(http.admin, method, path)
+
+
+def written(path: Path) -> str:
+    return wait_until(lambda: path.exists() and path.read_text(), 30, f"{path.name} to be written")
+
+
+def test_an_awakeable_resolved_through_the_ingress(http: NodeHttp, tmp_path: Path) -> None:
+    waiting = Background(lambda: http.call("Approvals/request", str(tmp_path / "id")))
+    awakeable = written(tmp_path / "id")
+    assert awakeable.startswith("sign_1")
+    r = request(http.ingress, "POST", f"/restate/awakeables/{awakeable}/resolve", b'"yes"')
+    assert (r.status, r.body) == (202, b"")
+    assert (waiting.result().status, waiting.result().json()) == (200, "yes")
+    # Resolving it again is accepted and changes nothing.
+    assert request(http.ingress, "POST", f"/restate/a/{awakeable}/resolve", b'"again"').status == 202
+
+
+def test_an_awakeable_rejected_by_another_handler(http: NodeHttp, tmp_path: Path) -> None:
+    waiting = Background(lambda: http.call("Approvals/request", str(tmp_path / "id")))
+    awakeable = written(tmp_path / "id")
+    assert http.call("Approvals/approve", {"id": awakeable, "reject": "denied"}).status == 200
+    r = waiting.result()
+    assert (r.status, r.json()["message"], r.headers["x-restate-error-source"]) == (
+        403,
+        "denied",
+        "invocation",
+    )
+
+
+def test_a_bad_awakeable_id_is_refused(http: NodeHttp) -> None:
+    r = request(http.ingress, "POST", "/restate/awakeables/sign_1nope/resolve", b'"x"')
+    assert r.status == 400 and "bad awakeable id" in r.json()["message"]
+
+
+def test_a_workflow_waits_on_its_promise(http: NodeHttp) -> None:
+    sent = http.call("Signup/ada@x/run/send", "ada@x")
+    assert (sent.status, sent.json()["status"]) == (202, "Accepted")
+    r = get(http, "/restate/workflow/Signup/ada@x/output")
+    assert (r.status, r.json()["code"]) == (470, 470)
+    attached = Background(lambda: get(http, "/restate/workflow/Signup/ada@x/attach"))
+    assert http.call("Signup/ada@x/confirm", "4242").status == 200
+    assert attached.result().json() == "ada@x confirmed with 4242"
+    assert get(http, "/restate/workflow/Signup/ada@x/output").json() == "ada@x confirmed with 4242"
+    # run executes at most once per key: a call gets 409, a send PreviouslyAccepted.
+    again = http.call("Signup/ada@x/run", "ada@x")
+    assert (again.status, again.json()["message"]) == (409, "the workflow method was already invoked")
+    resent = http.call("Signup/ada@x/run/send", "ada@x")
+    assert resent.json()["status"] == "PreviouslyAccepted"
+    assert get(http, "/restate/workflow/Signup/nobody/output").status == 404
+
+
+def test_attach_and_output_by_id_and_by_idempotency_key(http: NodeHttp, tmp_path: Path) -> None:
+    sent = http.call("Approvals/request/send", str(tmp_path / "id"), headers={"idempotency-key": "req-1"})
+    invocation = sent.json()["invocationId"]
+    assert get(http, f"/restate/invocation/{invocation}/output").status == 470
+    by_key = Background(lambda: get(http, "/restate/invocation/Approvals/request/req-1/attach"))
+    from_handler = Background(lambda: http.call("Attacher/attach", invocation))
+    awakeable = written(tmp_path / "id")
+    request(http.ingress, "POST", f"/restate/awakeables/{awakeable}/resolve", b'"ok"')
+    assert by_key.result().json() == "ok"
+    assert from_handler.result().json() == "ok"
+    assert get(http, f"/restate/invocation/{invocation}/output").json() == "ok"
+    assert get(http, "/restate/invocation/inv_1nope/attach").status == 400
+
+
+def test_cancel_runs_the_compensation_and_ends_with_409(http: NodeHttp, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    sent = http.call("Long/wait/send", str(notes))
+    invocation = sent.json()["invocationId"]
+    wait_until(lambda: notes.exists() and "started" in notes.read_text(), 30, "the handler to start")
+    assert admin(http, "PATCH", f"/invocations/{invocation}/cancel").status == 202
+    r = wait_until(
+        lambda: (out := get(http, f"/restate/invocation/{invocation}/output")).status != 470 and out,
+        30,
+        "the end",
+    )
+    assert (r.status, r.json()["message"]) == (409, "cancelled")
+    assert notes.read_text() == "started\ncompensated\n"
+
+
+def test_a_handler_cancels_another_invocation(http: NodeHttp, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    invocation = http.call("Long/wait/send", str(notes)).json()["invocationId"]
+    wait_until(lambda: notes.exists(), 30, "the handler to start")
+    assert http.call("Attacher/cancel", invocation).status == 200
+    r = get(http, f"/restate/invocation/{invocation}/attach")
+    assert (r.status, r.json()["message"]) == (409, "cancelled")
+    assert notes.read_text() == "started\ncompensated\n"
+
+
+def test_kill_ends_without_the_handler_and_purge_forgets(http: NodeHttp, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    invocation = http.call("Long/wait/send", str(notes)).json()["invocationId"]
+    wait_until(lambda: notes.exists(), 30, "the handler to start")
+    attached = Background(lambda: get(http, f"/restate/invocation/{invocation}/attach"))
+    assert admin(http, "PATCH", f"/invocations/{invocation}/kill").status == 200
+    r = attached.result()
+    assert (r.status, r.json()["message"]) == (409, "killed")
+    assert notes.read_text() == "started\n", "a killed handler runs nothing more"
+    assert admin(http, "PATCH", f"/invocations/{invocation}/purge").status == 200
+    wait_until(lambda: get(http, f"/restate/invocation/{invocation}/output").status == 404, 30, "the purge")
+    assert admin(http, "PATCH", "/invocations/garbage/kill").status == 400
+
+
+# --- a 3-node cluster whose leader dies while invocations wait ---------------------------------
+
+
+def test_waiting_invocations_survive_their_leaders_death(
+    tmp_path: Path,
+    module_asgi_servers: AsgiServers,  # noqa: F811
+) -> None:
+    sdk = module_asgi_servers.start(APP)
+    with running_cluster(tmp_path / "cluster") as cluster:
+        entry = http_of(cluster, "n1")
+        entry.register(sdk.url)
+        count = len(partition_table(cluster, "n1").partitions)
+        wait_nodesets_of_three(cluster, count)
+        names = node_names(cluster)
+        # Workflows on many keys, so that the victim leads some of them.
+        emails = [f"user{i}@x" for i in range(8)]
+        for email in emails:
+            assert entry.call(f"Signup/{email}/run/send", email).status == 202
+        notes = [tmp_path / f"notes{i}" for i in range(6)]
+        sleepers = [entry.call("Long/wait/send", str(n)).json()["invocationId"] for n in notes]
+        for n in notes:
+            wait_until(n.exists, 30, "every long handler to start")
+        table = partition_table(cluster, "n1")
+        victim_id = next(p.leader for p in table.partitions if names[p.leader] != "n1")
+        victim = names[victim_id]
+        # Cancels on their way while the leader dies.
+        for invocation in sleepers[:3]:
+            assert request(entry.admin, "PATCH", f"/invocations/{invocation}/cancel").status == 202
+        cli("cluster", "kill", victim, "--base-dir", str(cluster.base_dir))
+        for invocation in sleepers[3:]:
+            assert _eventually_202(
+                lambda i=invocation: request(entry.admin, "PATCH", f"/invocations/{i}/cancel")
+            )
+        for email in emails:
+            confirmed = _retry(lambda e=email: entry.call(f"Signup/{e}/confirm", "7"))
+            assert confirmed.status == 200, confirmed
+        for email in emails:
+            r = _retry(lambda e=email: get(entry, f"/restate/workflow/Signup/{e}/attach"))
+            assert r.json() == f"{email} confirmed with 7"
+        for invocation, n in zip(sleepers, notes, strict=True):
+            r = _retry(lambda i=invocation: get(entry, f"/restate/invocation/{i}/attach"))
+            assert (r.status, r.json()["message"]) == (409, "cancelled")
+            # "started" was used before the kill: never again. The compensation may run twice
+            # if the leader died before its result was journaled (at least once, as promised).
+            lines = n.read_text().splitlines()
+            assert lines[0] == "started" and set(lines[1:]) == {"compensated"}, lines
+        other = http_of(cluster, next(n for n in NODES if n not in ("n1", victim)))
+        assert (
+            json.loads(get(other, f"/restate/workflow/Signup/{emails[0]}/output").body)
+            == f"{emails[0]} confirmed with 7"
+        )
+
+
+def _retry(send: Callable[[], Response]) -> Response:
+    """A client's way through a failover: repeat (safe: attach, confirm of a promise) until
+    the answer is not the ingress's 503."""
+
+    def attempt() -> Response | None:
+        try:
+            r = send()
+        except OSError:
+            return None
+        return None if r.status == 503 else r
+
+    return wait_until(attempt, 90, "an answer through the failover")
+
+
+def _eventually_202(send: Callable[[], Response]) -> bool:
+    return _retry(send).status == 202

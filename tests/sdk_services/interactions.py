@@ -1,0 +1,79 @@
+"""Services written with the official Python SDK that wait on the outside world: awakeables, a
+workflow's durable promise, a cancellable long sleep, attach.
+
+hypercorn tests.sdk_services.interactions:app
+
+* ``Approvals/request``: makes an awakeable, writes its id to the file named by the argument
+  (inside a ``ctx.run``, so once), and returns the value it is resolved with.
+* ``Approvals/approve``: resolves (``{"id", "value"}``) or rejects (``{"id", "reject"}``) an
+  awakeable from a handler (the owner may live on another partition).
+* ``Signup/run`` and ``Signup/confirm`` (signup.py): a workflow waiting on a promise.
+* ``Long/wait``: writes "started" to the file named by the argument, sleeps an hour; when
+  cancelled it writes "compensated" (a compensation in a ``ctx.run``) and ends with the cancel.
+* ``Attacher/attach``: attaches to the invocation id given and returns its result.
+* ``Attacher/cancel``: cancels the invocation id given (``ctx.cancel_invocation``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import restate
+
+from tests.sdk_services.signup import signup
+
+approvals = restate.Service("Approvals")
+
+
+@approvals.handler()
+async def request(ctx: restate.Context, path: str) -> str:
+    awakeable_id, promise = ctx.awakeable(type_hint=str)
+
+    async def publish() -> None:
+        with open(path, "w") as f:
+            f.write(awakeable_id)
+
+    await ctx.run_typed("publish", publish)
+    return await promise
+
+
+@approvals.handler()
+async def approve(ctx: restate.Context, order: dict[str, str]) -> None:
+    if "reject" in order:
+        ctx.reject_awakeable(order["id"], order["reject"], 403)
+    else:
+        ctx.resolve_awakeable(order["id"], order["value"])
+
+
+long = restate.Service("Long")
+
+
+@long.handler()
+async def wait(ctx: restate.Context, path: str) -> str:
+    async def note(what: str) -> None:
+        with open(path, "a") as f:
+            f.write(what + "\n")
+
+    await ctx.run_typed("started", note, what="started")
+    try:
+        await ctx.sleep(timedelta(hours=1))
+    except restate.TerminalError:
+        await ctx.run_typed("compensate", note, what="compensated")
+        raise
+    return "slept"
+
+
+attacher = restate.Service("Attacher")
+
+
+@attacher.handler()
+async def attach(ctx: restate.Context, invocation_id: str) -> str:
+    return await ctx.attach_invocation(invocation_id, type_hint=str)
+
+
+@attacher.handler()
+async def cancel(ctx: restate.Context, invocation_id: str) -> None:
+    ctx.cancel_invocation(invocation_id)
+
+
+app = restate.app(services=[approvals, signup, long, attacher])
