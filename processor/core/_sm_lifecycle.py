@@ -143,7 +143,9 @@ def _duplicate(ctx: Apply, inv: ServiceInvocation, status: InvocationStatus) -> 
     sink = inv.response_sink
     if sink is None:
         return
-    if status.invocation.target.handler_type is HandlerType.WORKFLOW:
+    # The same request again (a record the log delivered twice) is no second run of a workflow.
+    same_request = sink == status.invocation.response_sink or sink in status.response_sinks
+    if status.invocation.target.handler_type is HandlerType.WORKFLOW and not same_request:
         reject(ctx, sink, inv_id, WORKFLOW_ALREADY_INVOKED)
     elif status.kind is StatusKind.COMPLETED:
         answer(ctx, sink, inv_id, status.result or EMPTY_RESULT, status.expires_at_ms)

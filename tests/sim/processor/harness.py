@@ -43,18 +43,22 @@ from processor.core import (
     IngressResponse,
     IngressSink,
     IngressSubmitted,
+    InvocationSignal,
     Invoke,
     InvokeAction,
     InvokerEffect,
     JournalEntry,
+    Kill,
     MemoryStore,
     MemoryTables,
     NewOutboxMessage,
     OutboxMessage,
     RegisterTimer,
+    Result,
     SelfProposal,
     ServiceInvocation,
     ServiceType,
+    Signal,
     StateMachine,
     StatusKind,
     Suspended,
@@ -69,7 +73,7 @@ from processor.core import Awaiting as AwaitingSet
 from processor.ids import new_invocation_id, partition_for_key, partition_key_of
 from processor.protocol import MessageType, is_notification
 
-from .sdk import Attempt, greeter_target, notification_of
+from .sdk import Attempt, greeter_target, notification_of, signal_of
 
 FAR_FUTURE_MS = 10**12
 CLIENT_TIMEOUT_MS = 400
@@ -233,6 +237,8 @@ class Simulation:
         out: list[tuple[Target, bytes, str | None, bool]] = []
         for i in range(self.config.requests):
             kind = self.rng.choice(("add", "add", "three", "call", "nap", "send"))
+            if self.rng.random() < 0.3:
+                kind = self.rng.choice(("workflow", "awakeable", "long"))
             if kind == "add":
                 key = f"c{self.rng.randrange(self.config.counter_keys)}"
                 target = Target("Counter", "add", ServiceType.VIRTUAL_OBJECT, HandlerType.EXCLUSIVE, key)
@@ -258,6 +264,22 @@ class Simulation:
                         False,
                     )
                 )
+            elif kind == "workflow":
+                # A run waiting on its promise, and two confirms racing to complete it.
+                key = f"w{i}"
+                run = Target("Signup", "run", ServiceType.WORKFLOW, HandlerType.WORKFLOW, key)
+                confirm = Target("Signup", "confirm", ServiceType.WORKFLOW, HandlerType.SHARED, key)
+                out += [(run, b"", None, False), (confirm, b"a", None, False), (confirm, b"b", None, False)]
+            elif kind == "awakeable":
+                # A waiter on an awakeable, resolved by a handler (and by the ingress, see _control).
+                out.append((Target("Waiter", "wait", ServiceType.SERVICE), b"", None, False))
+                out.append(
+                    (Target("Resolver", "resolve", ServiceType.SERVICE), b"@%d" % (len(out) - 1), None, False)
+                )
+            elif kind == "long":
+                # Cancelled or killed by the admin (see _control): it would sleep for ever.
+                how = self.rng.choice((b"cancel", b"kill"))
+                out.append((Target("Long", "wait", ServiceType.SERVICE), how, None, False))
             else:
                 out.append((greeter_target(self.rng.choice(keys)), b"mail", None, True))
         return out
@@ -265,6 +287,9 @@ class Simulation:
     def _issue(self) -> None:
         target, arg, ik, send = self.workload[len(self.requests)]
         rid = len(self.requests) + 1
+        if target.service == "Resolver":
+            waiter = self.requests[int(arg[1:])]
+            arg = waiter.invocation_id.hex().encode() + b":h%d" % rid
         inv = new_invocation_id(
             service=target.service,
             handler=target.handler,
@@ -272,6 +297,7 @@ class Simulation:
             idempotency_key=ik,
             rng=self.rng,
             now_ms=self.now,
+            workflow_run=target.handler_type is HandlerType.WORKFLOW,
         )
         sink = IngressSink(0, 0, rid)
         invocation = ServiceInvocation(
@@ -425,7 +451,11 @@ class Simulation:
             case NewOutboxMessage():
                 leader.outbox[action.index] = action.message
             case IngressResponse():
-                self._answer(action.sink, action.invocation_id, ("value", action.result.value))
+                result = action.result
+                if result.failure is not None:
+                    self._answer(action.sink, action.invocation_id, ("failure", result.failure.code))
+                else:
+                    self._answer(action.sink, action.invocation_id, ("value", result.value))
             case IngressSubmitted():
                 self._answer(action.sink, action.invocation_id, ("submitted",))
             case IngressRejected():
@@ -472,10 +502,10 @@ class Simulation:
             del leader.attempts[inv_id]
             leader.retries[inv_id] = leader.last_seq.get(inv_id, 0)
             return True
-        if attempt.blocked_on is not None and attempt.blocked_on not in attempt.completions:
+        if attempt.waiting:
             if self.rng.random() < self.config.suspend_rate:
                 del leader.attempts[inv_id]
-                self._propose(replica, Suspended(inv_id, AwaitingSet((attempt.blocked_on,), (1,))))
+                self._propose(replica, Suspended(inv_id, AwaitingSet(*attempt.awaiting())))
             return False
         effects: list[InvokerEffect] = attempt.step()
         for effect in effects:
@@ -548,6 +578,8 @@ class Simulation:
         choices += [self._flush_one, self._apply_any, self._leader_work, self._leader_work]
         if self.faults and rng.random() < cfg.client_retry_rate:
             choices.append(self._client_retry)
+        if rng.random() < 0.1:
+            choices.append(self._control)
         # Clients also retry what stays unanswered for long: an answer dies with a leader that
         # crashes between its commit and its replies, so even the liveness phase needs this.
         if self.now >= self.next_timeout_check:
@@ -558,6 +590,25 @@ class Simulation:
             if overdue:
                 return self._resend(overdue[0])
         return rng.choice(choices)() is not False
+
+    def _control(self) -> bool:
+        """The outside world acts on waiting invocations: the ingress resolves an awakeable,
+        the admin API cancels or kills a long sleeper. Repeats are harmless (a signal is
+        delivered once; a kill of an ended invocation is dropped)."""
+        waiting = [r for r in self.requests if not r.answered and r.target.service in ("Waiter", "Long")]
+        if not waiting:
+            return False
+        request = self.rng.choice(waiting)
+        inv = request.invocation_id
+        command: Command
+        if request.target.service == "Waiter":
+            command = Signal(InvocationSignal(inv, index=17, result=Result(b"i%d" % request.rid)))
+        elif request.arg == b"cancel":
+            command = Signal(InvocationSignal(inv, index=1))
+        else:
+            command = Kill(inv)
+        self._append(request.partition, encode_envelope(Envelope(command, self.now)))
+        return True
 
     def _late_duplicate(self) -> bool:
         partitions = [p for p in range(self.config.partitions) if self.late[p]]
@@ -649,6 +700,7 @@ def digest(store: MemoryStore) -> bytes:
         sorted(store.status.items()),
         sorted((k, sorted(v.items())) for k, v in store.journal.items() if v),
         sorted((k, sorted(v.items())) for k, v in store.state.items() if v),
+        sorted((k, sorted(v.items())) for k, v in store.promises.items() if v),
         sorted(store.locks.items()),
         sorted((k, sorted(v.items())) for k, v in store.inbox.items() if v),
         store.timers,
@@ -693,7 +745,14 @@ class Checker:
     def _journal_once(self, inv_id: bytes, journal: list[JournalEntry]) -> None:
         """Each completion is journaled once, and a run's is the value its handler used."""
         seen: set[int] = set()
+        signals: set[int] = set()
         for entry in journal:
+            signal = signal_of(entry)
+            if signal is not None:
+                if signal[0] in signals:
+                    raise InvariantViolation(f"signal {signal[0]} of {inv_id.hex()} is journaled twice")
+                signals.add(signal[0])
+                continue
             if not is_notification(entry.type_id):
                 continue
             found = notification_of(entry)
@@ -724,6 +783,41 @@ class Checker:
         if first != value:
             raise InvariantViolation(f"run {completion_id}'s value changed from {first!r} to {value!r}")
 
+    def _workflows_and_awakeables(self) -> None:
+        """Each workflow run returns the value of the one confirm that completed its promise
+        (the other got "dup"); each waiter returns the value of one of its resolutions."""
+        runs: dict[str, Request] = {}
+        confirms: dict[str, list[Request]] = {}
+        for request in self.sim.requests:
+            name = f"{request.target.service}/{request.target.handler}"
+            if name == "Signup/run":
+                runs[request.target.key or ""] = request
+            elif name == "Signup/confirm":
+                confirms.setdefault(request.target.key or "", []).append(request)
+            elif name == "Waiter/wait":
+                resolvers = [
+                    r
+                    for r in self.sim.requests
+                    if r.target.service == "Resolver"
+                    and r.arg.startswith(request.invocation_id.hex().encode())
+                ]
+                allowed = {b"i%d" % request.rid, *(b"h%d" % r.rid for r in resolvers)}
+                if _answer_value(request) not in allowed:
+                    raise InvariantViolation(
+                        f"waiter {request.rid} returned {request.answers[0]}, not one of {allowed}"
+                    )
+            elif name == "Resolver/resolve" and _answer_value(request) != b"done":
+                raise InvariantViolation(f"resolver {request.rid} answered {request.answers[0]}")
+        for key, run in runs.items():
+            outcomes = {c.arg: _answer_value(c) for c in confirms.get(key, [])}
+            winners = [arg for arg, outcome in outcomes.items() if outcome == b"ok"]
+            if len(winners) != 1 or set(outcomes.values()) - {b"ok", b"dup"}:
+                raise InvariantViolation(f"workflow {key}: the confirms answered {outcomes}")
+            if _answer_value(run) != winners[0]:
+                raise InvariantViolation(
+                    f"workflow {key}: run returned {run.answers[0]}, the promise got {winners[0]!r}"
+                )
+
     def final(self) -> None:
         sim = self.sim
         for row in sim.replicas:
@@ -743,8 +837,12 @@ class Checker:
                 if kinds != {"submitted"}:
                     raise InvariantViolation(f"send {request.rid} answered {answer}")
                 continue
-            value = answer[1]
             name = f"{request.target.service}/{request.target.handler}"
+            if name == "Long/wait":
+                if answer != ("failure", 409):
+                    raise InvariantViolation(f"long {request.rid} ({request.arg!r}) answered {answer}")
+                continue
+            value = answer[1]
             if name == "Counter/add":
                 adds.setdefault(request.target.key or "", []).append(int(value))
             elif name == "Caller/run" and value != b"hello " + request.arg:
@@ -757,6 +855,7 @@ class Checker:
                     raise InvariantViolation(
                         f"three {request.rid} returned {value!r}, its steps were {used!r}"
                     )
+        self._workflows_and_awakeables()
         for key, values in adds.items():
             if sorted(values) != list(range(1, len(values) + 1)):
                 raise InvariantViolation(f"counter {key}: the adds returned {sorted(values)}")
@@ -765,6 +864,13 @@ class Checker:
                 count = replica.store.state.get(("Counter", key), {}).get(b"count")
                 if count is None or int(count) != len(values):
                     raise InvariantViolation(f"counter {key} is {count!r} after {len(values)} adds")
+
+
+def _answer_value(request: Request) -> Any:
+    kind, value = request.answers[0][:2]
+    if kind != "value":
+        raise InvariantViolation(f"request {request.rid} answered {request.answers[0]}")
+    return value
 
 
 def run_seed(seed: int) -> SimResult:

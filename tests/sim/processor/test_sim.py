@@ -12,7 +12,7 @@ import os
 import msgspec
 import pytest
 
-from processor.core import Invoke, JournalCommand
+from processor.core import Invoke, JournalCommand, Signal
 from processor.core import _sm_lifecycle as lifecycle
 from processor.core import _state_machine as sm
 
@@ -49,6 +49,8 @@ def test_swarm_exercises_the_interesting_paths() -> None:
     threes = sum(3 * sum(1 for t, *_ in Simulation(r.seed).workload if t.service == "Steps") for r in results)
     assert sum(r.run_executions for r in results) > threes, "some steps must run again after an attempt died"
     assert any(r.config.call_retention_ms == 0 for r in results)
+    services = {t.service for r in results for t, *_ in Simulation(r.seed).workload}
+    assert {"Signup", "Waiter", "Resolver", "Long"} <= services, "promises, awakeables, cancel and kill"
 
 
 # --- the checker can fail: the same swarm against broken state machines ----------------------
@@ -109,3 +111,19 @@ def test_a_replica_that_applies_differently_is_caught(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sm._APPLY, Invoke, skewed)
     found = first_failure(range(20))
     assert found is not None and "differs from another replica" in found
+
+
+def test_without_the_signal_check_an_awakeable_is_journaled_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ingress and a handler both resolve each awakeable, and the ingress repeats itself:
+    only the state machine's once-per-index rule keeps the journal (and the SDK) sane."""
+    original = sm._APPLY[Signal]
+
+    def forgetful(ctx, cmd: Signal):  # type: ignore[no-untyped-def]
+        status = ctx.tables.get_status(cmd.signal.target)
+        if status is not None:
+            ctx.tables.put_status(cmd.signal.target, msgspec.structs.replace(status, signals=()))
+        return original(ctx, cmd)
+
+    monkeypatch.setitem(sm._APPLY, Signal, forgetful)
+    found = first_failure(range(100))
+    assert found is not None and "journaled twice" in found
