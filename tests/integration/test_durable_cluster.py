@@ -143,10 +143,10 @@ def test_every_handler_kind_answers_through_every_node(shared: LocalCluster, via
 
 # --- kill -9 of a leader's node ---------------------------------------------------------------
 
-ADDS_PER_KEY = 30
+ADDS_PER_KEY = 60
 JOBS_PER_WORKER = 12
-# The victim is killed once every worker has this many answers.
-KILL_AFTER = 4
+# The victim is killed once its counters have this many answers (of ADDS_PER_KEY).
+KILL_AFTER = 10
 
 
 class Worker(threading.Thread):
@@ -232,8 +232,15 @@ def test_a_leader_node_killed_mid_handler_loses_nothing_and_repeats_no_used_step
         workers = [*counters.values(), *jobs]
         for w in workers:
             w.start()
-        wait_until(lambda: all(len(w.answers) >= KILL_AFTER for w in workers), 60, "answers before the kill")
-        cli("cluster", "kill", victim, "--base-dir", str(cluster.base_dir))
+        # Killed while the victim's counters are mid-way: their remaining adds need the failover.
+        mine = [
+            counters[keys[p]] for p, placement in enumerate(table.partitions) if placement.leader == victim_id
+        ]
+        wait_until(lambda: all(len(w.answers) >= KILL_AFTER for w in mine), 60, "answers before the kill")
+        # Counted just before the SIGKILL: kill() returns only once the node's processes are
+        # reaped, by when the failover may have let the victim's counters finish.
+        unfinished_at_kill = [ADDS_PER_KEY - len(w.answers) for w in mine]
+        cluster.kill(cluster.node(victim))
         for w in workers:
             w.join(timeout=300)
         for w in workers:
@@ -245,11 +252,15 @@ def test_a_leader_node_killed_mid_handler_loses_nothing_and_repeats_no_used_step
             assert worker.answers == [f"w{w}-{i}0-w{w}-{i}1-w{w}-{i}2" for i in range(JOBS_PER_WORKER)]
         lines = steps_log.read_text().splitlines()
         assert used_steps_repeated(lines) == [], "a step ran again after its result was used"
+        assert any(n > 0 for n in unfinished_at_kill), "the victim's counters were done before the kill"
         assert {line for line in lines} == {
             f"w{w}-{i} {k}" for w in range(4) for i in range(JOBS_PER_WORKER) for k in range(3)
         }
-        after = partition_table(cluster, "n1")
-        assert all(p.leader != victim_id for p in after.partitions), after
+        wait_until(
+            lambda: all(p.leader != victim_id for p in partition_table(cluster, "n1").partitions),
+            60,
+            "the controller to move every leader off the dead node",
+        )
 
         # The victim comes back, catches up from the log and answers like everyone else.
         cli("cluster", "start", victim, "--base-dir", str(cluster.base_dir))
