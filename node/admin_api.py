@@ -28,7 +28,9 @@ Invocations: ``PATCH /invocations/{id}/cancel`` (202: the cancel signal is in th
 log), ``…/kill`` and ``…/purge`` (200), and the old ``DELETE /invocations/{id}?mode=`` (202),
 through an ``InvocationControl`` (the node's ingress submitter).
 
-Not served yet: deployment removal and update, service configuration changes, invocation
+Deployments: ``DELETE /deployments/{id}?force=true`` (202).
+
+Not served yet: deployment update, service configuration changes, invocation
 pause/resume/restart, and ``/query``; they answer 501 with a message, in ``_later_routes``,
 so each can be filled in without touching the rest.
 """
@@ -59,6 +61,7 @@ from metadata.schema import (
     register,
     register_deployment,
     registration_json,
+    remove_deployment,
     service_detail_json,
     service_json,
     services_json,
@@ -269,6 +272,7 @@ class AdminApi:
             ("GET", "/deployments", self._list_deployments),
             ("POST", "/deployments", create),
             ("GET", "/deployments/{deployment}", self._get_deployment),
+            ("DELETE", "/deployments/{deployment}", self._delete_deployment),
             ("GET", "/services", self._list_services),
             ("GET", "/services/{service}", self._get_service),
             ("GET", "/services/{service}/handlers", self._list_handlers),
@@ -389,6 +393,20 @@ class AdminApi:
             raise AdminError(404, f"The requested deployment '{deployment_id}' does not exist")
         return _json(detail)
 
+    async def _delete_deployment(self, request: web.Request) -> web.StreamResponse:
+        """Forced removal only: the deployment's services fall back to older deployments (or
+        go); invocations pinned to it can no longer run (Restate's ``force=true``)."""
+        deployment_id = _deployment_id(request.match_info["deployment"])
+        if request.query.get("force", "false") != "true":
+            raise AdminError(501, "only the forced removal of a deployment is supported (add ?force=true)")
+        try:
+            await remove_deployment(self._store, deployment_id)
+        except SchemaError as e:
+            raise AdminError(e.status, f"The requested deployment '{deployment_id}' does not exist") from None
+        except MetadataError as e:
+            raise AdminError(503, f"the metadata store is unavailable: {e}") from None
+        return web.Response(status=202)
+
     # --- services and handlers ---
 
     async def _list_services(self, request: web.Request) -> web.StreamResponse:
@@ -497,7 +515,6 @@ async def _reach(appended: Awaitable[None]) -> None:
 
 def _later_routes(version: int) -> list[tuple[str, str, Handler]]:
     routes: list[tuple[str, str, Handler]] = [
-        ("DELETE", "/deployments/{deployment}", _later("removing a deployment")),
         ("PATCH", "/deployments/{deployment}", _later("updating a deployment")),
         ("PATCH", "/services/{service}", _later("changing a service's configuration")),
         ("POST", "/services/{service}/state", _later("editing state")),

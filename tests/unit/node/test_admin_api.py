@@ -360,7 +360,6 @@ def test_later_routes_answer_501(tmp_path: Path):
 
     async def body(session, base, discovery, store):
         for method, path in [
-            ("DELETE", "/v4/deployments/dp_10000000000000000000001?force=true"),
             ("PATCH", "/v4/deployments/dp_10000000000000000000001"),
             ("PATCH", "/v4/services/Greeter"),
             ("PATCH", f"/v4/invocations/{invocation}/pause"),
@@ -417,5 +416,23 @@ def test_invocation_actions_need_partition_processors(tmp_path: Path):
     async def body(session, base, discovery, store):
         status, _, reply = await call(session, "PATCH", f"{base}/v4/invocations/{InvocationId(1, 2)}/kill")
         assert status == 503 and "no partition processors" in json.loads(reply)["message"]
+
+    serve(tmp_path, body)
+
+
+def test_a_deployment_is_removed_by_force_only(tmp_path: Path):
+    async def body(session, base, discovery, store):
+        status, _, reply = await call(session, "POST", f"{base}/v4/deployments", {"uri": URI})
+        deployment_id = json.loads(reply)["id"]
+        status, _, reply = await call(session, "DELETE", f"{base}/v4/deployments/{deployment_id}")
+        assert status == 501 and "force=true" in json.loads(reply)["message"]
+        assert (await call(session, "GET", f"{base}/v4/deployments/{deployment_id}"))[0] == 200
+        status, _, _ = await call(session, "DELETE", f"{base}/v4/deployments/{deployment_id}?force=true")
+        assert status == 202
+        assert (await call(session, "GET", f"{base}/v4/deployments/{deployment_id}"))[0] == 404
+        status, _, reply = await call(session, "GET", f"{base}/v4/services")
+        assert json.loads(reply)["services"] == []
+        status, _, _ = await call(session, "DELETE", f"{base}/v4/deployments/{deployment_id}?force=true")
+        assert status == 404
 
     serve(tmp_path, body)
