@@ -25,13 +25,18 @@ Errors are ``{"message": …, "restate_code": …}`` (with ``[CODE] `` before th
 docs link after it when there is a code, Restate's "decorated" form).
 
 Invocations: ``PATCH /invocations/{id}/cancel`` (202: the cancel signal is in the invocation's
-log), ``…/kill`` and ``…/purge`` (200), and the old ``DELETE /invocations/{id}?mode=`` (202),
-through an ``InvocationControl`` (the node's ingress submitter).
+log), ``…/kill`` and ``…/purge`` (200), ``…/pause`` (202) and ``…/resume[?deployment=dp_…|keep]``
+(200), and the old ``DELETE /invocations/{id}?mode=`` (202), through an ``InvocationControl``
+(the node's ingress submitter). Each appends a command to the invocation's partition log and
+answers once it is there; the partition drops one that does not fit the invocation's state
+(pausing what does not run, resuming what is not paused or suspended), so these codes say
+"accepted", not "done". ``resume?deployment=latest`` is refused (501): the admin API does not
+know the invocation's service, so it cannot pick that service's latest deployment.
 
 Deployments: ``DELETE /deployments/{id}?force=true`` (202).
 
 Not served yet: deployment update, service configuration changes, invocation
-pause/resume/restart, and ``/query``; they answer 501 with a message, in ``_later_routes``,
+restart-as-new and purge-journal, and ``/query``; they answer 501 with a message, in ``_later_routes``,
 so each can be filled in without touching the rest.
 """
 
@@ -223,6 +228,8 @@ class InvocationControl(Protocol):
     async def signal(self, signal: InvocationSignal) -> None: ...
     async def kill(self, invocation_id: bytes) -> None: ...
     async def purge(self, invocation_id: bytes) -> None: ...
+    async def pause(self, invocation_id: bytes) -> None: ...
+    async def resume(self, invocation_id: bytes, deployment_id: str | None) -> None: ...
 
 
 CANCEL_SIGNAL: Final = 1
@@ -280,6 +287,8 @@ class AdminApi:
             ("PATCH", "/invocations/{invocation}/cancel", self._cancel),
             ("PATCH", "/invocations/{invocation}/kill", self._kill),
             ("PATCH", "/invocations/{invocation}/purge", self._purge),
+            ("PATCH", "/invocations/{invocation}/pause", self._pause),
+            ("PATCH", "/invocations/{invocation}/resume", self._resume),
             ("DELETE", "/invocations/{invocation}", self._delete_invocation),
             *_later_routes(version),
         ]
@@ -308,6 +317,24 @@ class AdminApi:
     async def _purge(self, request: web.Request) -> web.StreamResponse:
         control, invocation = self._control(request)
         await _reach(control.purge(invocation))
+        return web.Response(status=200)
+
+    async def _pause(self, request: web.Request) -> web.StreamResponse:
+        control, invocation = self._control(request)
+        await _reach(control.pause(invocation))
+        return web.Response(status=202)
+
+    async def _resume(self, request: web.Request) -> web.StreamResponse:
+        control, invocation = self._control(request)
+        wanted = request.query.get("deployment", "keep")
+        deployment_id: str | None = None
+        if wanted == "latest":
+            raise AdminError(501, "resuming on the latest deployment is not supported yet: name the deployment id")
+        if wanted != "keep":
+            deployment_id = _deployment_id(wanted)
+            if (await load_schema(self._store)).deployment(deployment_id) is None:
+                raise AdminError(404, f"The requested deployment '{deployment_id}' does not exist")
+        await _reach(control.resume(invocation, deployment_id))
         return web.Response(status=200)
 
     async def _delete_invocation(self, request: web.Request) -> web.StreamResponse:
@@ -503,7 +530,7 @@ def _later(what: str) -> Handler:
     return later
 
 
-_INVOCATION_ACTIONS: Final = ("pause", "resume", "restart-as-new", "purge-journal")
+_INVOCATION_ACTIONS: Final = ("restart-as-new", "purge-journal")
 
 
 async def _reach(appended: Awaitable[None]) -> None:

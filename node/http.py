@@ -13,6 +13,7 @@ from node.config import NodeConfig
 from node.http_guard import HEADER_TIMEOUT_S, GuardedSite, HttpLimits, default_max_connections
 from node.ingress import Submitter, add_ingress_routes
 from node.log_role import LogRole
+from processor.invoker.invoker import InvokerStats
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -37,12 +38,17 @@ SHUTDOWN_GRACE_S = 2.0
 
 
 async def start_http_servers(
-    cfg: NodeConfig, log_role: LogRole, store: MetadataStore, submitter: Submitter | None = None
+    cfg: NodeConfig,
+    log_role: LogRole,
+    store: MetadataStore,
+    submitter: Submitter | None = None,
+    invoker_stats: InvokerStats | None = None,
 ) -> list[web.AppRunner]:
     """Start ingress then admin; the caller calls this only once the node is ready."""
 
     async def metrics_handler(request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(log_role), content_type="text/plain", charset="utf-8")
+        body = metrics.render(log_role, invoker_stats)
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
     ingress = _app(cfg, log_role, [])
     add_ingress_routes(ingress, store, submitter)

@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 
 from bifrost.bifrost import LATENCY_BUCKETS_S
 from node.log_role import LogRole
+from processor.invoker.invoker import InvokerStats
 
 
 class EdgeRefusals:
@@ -132,7 +133,27 @@ class LogRoleCollector(Collector):
         yield edge
 
 
-def render(role: LogRole) -> bytes:
+class InvokerCollector(Collector):
+    """The attempts this node's invokers ran, over all the partitions it led since it started."""
+
+    def __init__(self, stats: InvokerStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        s = self._stats
+        for name, doc, value in (
+            ("attempts_started", "Invocation attempts started against deployments", s.attempts_started),
+            ("attempts_failed", "Invocation attempts that failed (retryable or paused)", s.attempts_failed),
+            ("retries_scheduled", "Retries scheduled after a failed attempt", s.retries_scheduled),
+            ("paused", "Invocations paused by their retry policy or by the SDK", s.paused),
+            ("killed", "Invocations killed by their retry policy", s.killed),
+        ):
+            yield CounterMetricFamily(f"durastate_invoker_{name}", doc, value=value)
+
+
+def render(role: LogRole, invoker_stats: InvokerStats | None = None) -> bytes:
     registry = CollectorRegistry()
     registry.register(LogRoleCollector(role))
+    if invoker_stats is not None:
+        registry.register(InvokerCollector(invoker_stats))
     return generate_latest(registry)

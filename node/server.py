@@ -181,7 +181,8 @@ async def run(cfg: NodeConfig, stop: asyncio.Event | None = None) -> None:
         server, _health = await start_grpc_server(cfg, servicer)
         stack.push_async_callback(server.stop, 2.0)
         submitter = worker.submitter if worker is not None else None
-        for runner in await start_http_servers(cfg, log_role, metadata.store, submitter):
+        invoker_stats = worker.invoker_stats if worker is not None else None
+        for runner in await start_http_servers(cfg, log_role, metadata.store, submitter, invoker_stats):
             stack.push_async_callback(runner.cleanup)
         log.info(
             "node ready",

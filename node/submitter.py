@@ -43,8 +43,10 @@ from processor.core import (
     Invoke,
     Kill,
     Output,
+    Pause,
     Purge,
     Result,
+    Resume,
     ServiceInvocation,
     Signal,
     encode_envelope,
@@ -154,6 +156,12 @@ class IngressSubmitter:
 
     async def purge(self, invocation_id: bytes) -> None:
         await self._append_to_owner(invocation_id, Purge(invocation_id))
+
+    async def pause(self, invocation_id: bytes) -> None:
+        await self._append_to_owner(invocation_id, Pause(invocation_id))
+
+    async def resume(self, invocation_id: bytes, deployment_id: str | None) -> None:
+        await self._append_to_owner(invocation_id, Resume(invocation_id, deployment_id))
 
     async def _append_to_owner(self, invocation_id: bytes, command: Command) -> None:
         """Append a command that needs no answer; returns once it is in the log."""

@@ -42,7 +42,7 @@ from node.log_role import LogRole
 from node.schema_cache import SchemaCache
 from node.submitter import TOPIC, IngressSubmitter, encode_reply, reply_of
 from processor.core import IngressRejected, IngressResponse, IngressSubmitted
-from processor.invoker.invoker import Invoker, InvokerConfig
+from processor.invoker.invoker import Invoker, InvokerConfig, InvokerStats
 from processor.invoker.transport import Transport
 from processor.partition import LeaderPartition, PartitionProcessor
 from processor.store.partition_store import PartitionStore
@@ -85,6 +85,7 @@ class WorkerRole:
         self.submitter = IngressSubmitter(me, log_role.bifrost.append, lambda: self._num_partitions, _wall_ms)
         self.processors: dict[int, PartitionProcessor] = {}
         self._slots = asyncio.Semaphore(InvokerConfig().concurrency)
+        self.invoker_stats = InvokerStats()
         self._epochs = _Epochs(store, me)
         self._table: PartitionTable | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -162,7 +163,11 @@ class WorkerRole:
 
     def _make_invoker(self, processor: PartitionProcessor) -> Invoker:
         return Invoker(
-            self.transport, lambda: self.schemas.current, LeaderPartition(processor), slots=self._slots
+            self.transport,
+            lambda: self.schemas.current,
+            LeaderPartition(processor),
+            slots=self._slots,
+            stats=self.invoker_stats,
         )
 
     def _answer_ingress(self, action: IngressResponse | IngressSubmitted | IngressRejected) -> None:

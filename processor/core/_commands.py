@@ -88,13 +88,15 @@ class CallTarget(msgspec.Struct, frozen=True, array_like=True):
 class JournalCommand(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """The SDK sent command number ``command_index`` (0 is Input, so the first SDK command is
     1): append it to the journal and apply its side effects (state, timers, calls). A command
-    whose index is not the invocation's next one is a stale or duplicate proposal: dropped."""
+    whose index is not the invocation's next one is a stale or duplicate proposal: dropped, as
+    is one of an attempt started before the invocation was last paused (``fence``)."""
 
     invocation_id: InvocationIdBytes
     command_index: int
     type_id: int
     raw: bytes
     call: CallTarget | None = None
+    fence: int = 0
 
 
 class RunCompletion(msgspec.Struct, frozen=True, array_like=True, tag=True):
@@ -111,12 +113,14 @@ class Suspended(msgspec.Struct, frozen=True, array_like=True, tag=True):
 
     invocation_id: InvocationIdBytes
     awaiting: Awaiting
+    fence: int = 0
 
 
 class End(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """The attempt ended with EndMessage: the invocation's result is its Output command."""
 
     invocation_id: InvocationIdBytes
+    fence: int = 0
 
 
 class Fail(msgspec.Struct, frozen=True, array_like=True, tag=True):
@@ -127,7 +131,16 @@ class Fail(msgspec.Struct, frozen=True, array_like=True, tag=True):
     failure: Failure
 
 
-InvokerEffect = JournalCommand | RunCompletion | Suspended | End | Fail
+class Pause(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """Stop running the invocation until it is resumed: from the admin API, or from the
+    invoker when its retries ran out under the ``pause`` policy (or the SDK asked for it,
+    ``fence`` then being its attempt's; None from the admin API)."""
+
+    invocation_id: InvocationIdBytes
+    fence: int | None = None
+
+
+InvokerEffect = JournalCommand | RunCompletion | Suspended | End | Fail | Pause
 
 
 class TimerFired(msgspec.Struct, frozen=True, array_like=True, tag=True):
@@ -173,6 +186,14 @@ class Purge(msgspec.Struct, frozen=True, array_like=True, tag=True):
     invocation_id: InvocationIdBytes
 
 
+class Resume(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """Run a paused or suspended invocation again, optionally pinned to another deployment
+    (the admin API checked that it serves the invocation's service)."""
+
+    invocation_id: InvocationIdBytes
+    deployment_id: str | None = None
+
+
 class AnnounceLeader(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """Node ``node`` (process ``generation``) leads from ``epoch`` on (claimed by CAS in the
     metadata store). Carried with dedup SelfProposal(epoch, 0)."""
@@ -205,6 +226,8 @@ Command = (
     | Output
     | Kill
     | Purge
+    | Pause
+    | Resume
 )
 
 

@@ -139,6 +139,7 @@ class StatusKind(enum.Enum):
     INBOXED = "inboxed"
     INVOKED = "invoked"
     SUSPENDED = "suspended"
+    PAUSED = "paused"
     COMPLETED = "completed"
 
 
@@ -174,6 +175,10 @@ class InvocationStatus(msgspec.Struct, frozen=True, array_like=True):
     """Set when COMPLETED (kept for the retention period), or once the Output command came."""
     completed_at_ms: int = 0
     expires_at_ms: int = 0
+    fence: int = 0
+    """Grows at each Pause: an attempt's effects carry the fence it started under, and those of
+    an attempt started before the last pause are dropped (it may still be proposing when a
+    resume starts the next one)."""
 
 
 # --- timers ---------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ cancel, named signals), kill, purge, and other parties asking for its result (at
              or resume a suspension waiting for it. A cancel (idx 1) of an invocation that has
              not started (scheduled, inboxed) ends it at once with 409 "canceled".
     Kill     running: abort the attempt, end with 409 "killed"; not started: end the same way.
+    Pause    invoked: abort the attempt and keep it PAUSED (journal, lock and sinks stay) until
+             a Resume; suspended or paused already: nothing to do. A cancel resumes it too,
+             so that the handler can run its compensations.
+    Resume   paused or suspended: start an attempt now (on another deployment if given).
     Purge    completed: forget its row and journal (a workflow run: its state and promises too).
     Query    attach: answer from the retained result, or add the caller as a response sink;
              output: answer now -- the result, or void while it runs. Unknown: 404.
@@ -19,7 +23,7 @@ from __future__ import annotations
 import msgspec
 
 from processor.core._actions import AbortAttempt
-from processor.core._commands import Kill, Output, Purge, Query, Signal
+from processor.core._commands import Kill, Output, Pause, Purge, Query, Resume, Signal
 from processor.core._model import (
     Failure,
     InvocationIdBytes,
@@ -37,6 +41,8 @@ from processor.core._sm_lifecycle import (
     forget,
     notify_signal,
     reject,
+    resume,
+    stale,
     status_in,
 )
 
@@ -66,7 +72,10 @@ def signal(ctx: Apply, cmd: Signal) -> str | None:
         return f"signal {sig.name!r} was already delivered"
     if sig.name is None and sig.index in status.signals:
         return f"signal {sig.index} was already delivered"
-    ctx.tables.put_status(inv_id, notify_signal(ctx, inv_id, status, sig))
+    status = notify_signal(ctx, inv_id, status, sig)
+    if status.kind is StatusKind.PAUSED and sig.name is None and sig.index == CANCEL_SIGNAL:
+        status = resume(ctx, inv_id, status)
+    ctx.tables.put_status(inv_id, status)
     return None
 
 
@@ -80,6 +89,32 @@ def kill(ctx: Apply, cmd: Kill) -> str | None:
         return None
     ctx.actions.append(AbortAttempt(inv_id))
     complete(ctx, inv_id, status, Result(failure=KILLED))
+    return None
+
+
+def pause(ctx: Apply, cmd: Pause) -> str | None:
+    inv_id = cmd.invocation_id
+    status = status_in(ctx, inv_id, (StatusKind.INVOKED,))
+    if isinstance(status, str):
+        return status
+    if (why := stale(status, cmd.fence)) is not None:
+        return why
+    ctx.actions.append(AbortAttempt(inv_id))
+    paused = _replace(status, kind=StatusKind.PAUSED, fence=status.fence + 1, modified_at_ms=ctx.now_ms)
+    ctx.tables.put_status(inv_id, paused)
+    return None
+
+
+def resume_invocation(ctx: Apply, cmd: Resume) -> str | None:
+    inv_id = cmd.invocation_id
+    status = status_in(ctx, inv_id, (StatusKind.PAUSED, StatusKind.SUSPENDED))
+    if isinstance(status, str):
+        return status
+    if cmd.deployment_id is not None and cmd.deployment_id != status.invocation.deployment_id:
+        invocation = _replace(status.invocation, deployment_id=cmd.deployment_id)
+        status = _replace(status, invocation=invocation)
+    status = _replace(resume(ctx, inv_id, status), modified_at_ms=ctx.now_ms)
+    ctx.tables.put_status(inv_id, status)
     return None
 
 

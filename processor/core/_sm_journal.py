@@ -61,6 +61,7 @@ from processor.core._sm_lifecycle import (
     notify,
     outbox,
     register_timer,
+    stale,
     status_in,
 )
 from processor.ids import AwakeableId, BadId, InvocationId, call_invocation_id, deterministic_id
@@ -79,6 +80,8 @@ def journal_command(ctx: Apply, cmd: JournalCommand) -> str | None:
     status = status_in(ctx, cmd.invocation_id, INVOKED)
     if isinstance(status, str):
         return status
+    if (why := stale(status, cmd.fence)) is not None:
+        return why
     if cmd.command_index != status.commands:
         return f"command index {cmd.command_index} is not the next one ({status.commands})"
     handler = _HANDLERS.get(cmd.type_id)

@@ -12,7 +12,9 @@ Status transitions (kind before -> kind after, and what moves it):
     (none) / SCHEDULED / INBOXED --start (lock free / handed on)--> INVOKED  (Input journaled)
     INVOKED    --Suspended, nothing awaited is in yet-----------> SUSPENDED
     SUSPENDED  --a notification it awaits (resume)--------------> INVOKED
-    INVOKED    --End / Fail; SUSPENDED --Fail-------------------> COMPLETED  (+ CLEANUP timer),
+    INVOKED    --Pause (admin, or retries ran out)---------------> PAUSED     (attempt aborted)
+    PAUSED / SUSPENDED --Resume (admin), a cancel signal----------> INVOKED
+    INVOKED    --End / Fail; SUSPENDED, PAUSED --Fail, Kill-----> COMPLETED  (+ CLEANUP timer),
                                                                   or gone when retention is 0
     COMPLETED  --CLEANUP timer, expired-------------------------> gone
 """
@@ -64,8 +66,9 @@ INVOCATION_GONE = Failure(
     "the invocation is unknown: it ended and its result was not retained (use an idempotency key to keep it)",
 )
 EMPTY_RESULT = Result(value=b"")
-RUNNING = (StatusKind.INVOKED, StatusKind.SUSPENDED)
-"""Kinds that may receive notifications: the invocation started and has not completed."""
+RUNNING = (StatusKind.INVOKED, StatusKind.SUSPENDED, StatusKind.PAUSED)
+"""Kinds that may receive notifications: the invocation started and has not completed (a
+paused one journals them and waits for its resume)."""
 INVOKED = (StatusKind.INVOKED,)
 """An attempt may be running: the only kind that takes the SDK's commands."""
 
@@ -98,6 +101,13 @@ def status_in(ctx: Apply, inv_id: InvocationIdBytes, kinds: tuple[StatusKind, ..
     if status.kind not in kinds:
         return f"the invocation is {status.kind.value}, not {' or '.join(k.value for k in kinds)}"
     return status
+
+
+def stale(status: InvocationStatus, fence: int | None) -> str | None:
+    """Why an attempt's effect is stale, if it is: it started before the last pause."""
+    if fence is None or fence == status.fence:
+        return None
+    return f"an attempt started under fence {fence}, the invocation is at {status.fence}"
 
 
 # --- creation -------------------------------------------------------------------------------

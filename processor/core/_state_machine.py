@@ -54,9 +54,11 @@ from processor.core._commands import (
     JournalCommand,
     Kill,
     Output,
+    Pause,
     Purge,
     Query,
     Respond,
+    Resume,
     RunCompletion,
     SelfProposal,
     Signal,
@@ -79,6 +81,7 @@ from processor.core._sm_lifecycle import (
     forget,
     invoke,
     notify,
+    stale,
     status_in,
 )
 from processor.core._tables import Tables
@@ -243,6 +246,8 @@ def _suspended(ctx: Apply, cmd: Suspended) -> str | None:
     status = status_in(ctx, inv_id, INVOKED)
     if isinstance(status, str):
         return status
+    if (why := stale(status, cmd.fence)) is not None:
+        return why
     awaiting = cmd.awaiting
     if not (awaiting.completion_ids or awaiting.signal_ids or awaiting.signal_names):
         return "a suspension that awaits nothing"
@@ -260,6 +265,8 @@ def _end(ctx: Apply, cmd: End) -> str | None:
     status = status_in(ctx, cmd.invocation_id, INVOKED)
     if isinstance(status, str):
         return status
+    if (why := stale(status, cmd.fence)) is not None:
+        return why
     complete(ctx, cmd.invocation_id, status, status.result or EMPTY_RESULT)
     return None
 
@@ -323,4 +330,6 @@ _APPLY: dict[type[Command], Callable[[Apply, Command], str | None]] = {  # type:
     Output: _sm_control.output,
     Kill: _sm_control.kill,
     Purge: _sm_control.purge,
+    Pause: _sm_control.pause,
+    Resume: _sm_control.resume_invocation,
 }

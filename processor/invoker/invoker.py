@@ -15,10 +15,9 @@ Between attempts of one invocation (restate-architecture.md §5.7):
 
 * **Retries.** A failed attempt is retried after the retry policy's delay (exponential; the
   SDK's ``next_retry_delay`` overrides the next one). When ``max_attempts`` (the first attempt
-  included) have failed: ``kill`` proposes ``Fail`` with the last error; ``pause`` stops
-  retrying. TODO(part 2, issue 10 item 5): a durable pause (a ``Paused`` effect and status,
-  resumed by the admin API); until then a paused invocation stays INVOKED and only an
-  ``InvokeAction`` (a new leader, or a future resume) runs it again. Streams the deployment
+  included) have failed: ``kill`` proposes ``Fail`` with the last error; ``pause`` (and an SDK
+  error with the PAUSE behaviour) proposes ``Pause``: the invocation stays PAUSED, on every
+  leader, until the admin API resumes it, with a fresh retry budget. Streams the deployment
   refused before seeing them (HTTP/2 GOAWAY, REFUSED_STREAM) are retried at once, uncounted,
   a few times in a row.
 * **Fencing.** A new attempt starts only once every effect the previous one proposed is in the
@@ -47,11 +46,14 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 from urllib.parse import quote
 
+import msgspec
+
 from metadata.schema import Handler, ProtocolType, Schema, Service
 from processor.core import (
     AbortAttempt,
     AckRunCompletion,
     Action,
+    End,
     Fail,
     Failure,
     ForwardNotification,
@@ -60,8 +62,10 @@ from processor.core import (
     InvokerEffect,
     JournalCommand,
     JournalEntry,
+    Pause,
     RunCompletion,
     StatusKind,
+    Suspended,
 )
 from processor.ids import InvocationId
 from processor.invoker._runner import Plan, Runner
@@ -157,6 +161,7 @@ class _Invocation:
     runner: Runner | None = None
     retry: asyncio.TimerHandle | None = None
     paused: bool = False
+    fence: int = 0  # the status's fence when the current attempt was planned
     policy: RetryPolicy | None = None
     proposals: set[asyncio.Future[None]] = field(default_factory=set)
     unapplied: bool = False  # some proposal was committed since the last fence
@@ -179,6 +184,7 @@ class Invoker:
         config: InvokerConfig | None = None,
         *,
         slots: asyncio.Semaphore | None = None,
+        stats: InvokerStats | None = None,
         wall_clock_ms: Callable[[], float] = lambda: time.time() * 1000,
     ) -> None:
         self.config = config or InvokerConfig()
@@ -193,7 +199,8 @@ class Invoker:
         self._settings_of: Schema | None = None
         self._settings_cache: dict[tuple[str, str | None, str | None], HandlerSettings] = {}
         self._running = False
-        self.stats = InvokerStats()
+        self.stats = stats if stats is not None else InvokerStats()
+        """Shared by a node's invokers when given: they come and go with leadership."""
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -306,6 +313,7 @@ class Invoker:
         status = self._partition.get_status(inv.id)
         if status is None or status.kind is not StatusKind.INVOKED:
             return None
+        inv.fence = status.fence
         invocation = status.invocation
         target = invocation.target
         schema = self._schema()
@@ -435,6 +443,8 @@ class Invoker:
             return  # an aborted or superseded attempt proposes nothing
         if isinstance(effect, JournalCommand | RunCompletion):
             self._stored(inv)
+        if inv.fence and isinstance(effect, JournalCommand | Suspended | End):
+            effect = msgspec.structs.replace(effect, fence=inv.fence)
         if not self._propose(inv, effect, runner):
             # Refused at once: stop before the attempt proposes what comes after it (an End
             # behind a refused Output would complete the invocation without its result).
@@ -518,7 +528,10 @@ class Invoker:
     def _pause(self, inv: _Invocation, error: AttemptError) -> None:
         log.warning("invocation paused: %s", error, extra={"invocation": inv.id.hex()})
         self.stats.paused += 1
+        # Held until the Pause is applied (its AbortAttempt forgets the invocation); were the
+        # proposal lost, a new leader would run it again, which only costs an attempt.
         inv.paused = True
+        self._propose(inv, Pause(inv.id, fence=inv.fence), None)
 
     def _retry_due(self, inv: _Invocation) -> None:
         inv.retry = None

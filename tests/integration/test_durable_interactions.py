@@ -165,6 +165,43 @@ def test_kill_ends_without_the_handler_and_purge_forgets(http: NodeHttp, tmp_pat
     assert admin(http, "PATCH", "/invocations/garbage/kill").status == 400
 
 
+def paused_total(http: NodeHttp) -> float:
+    metrics = request(http.admin, "GET", "/metrics").body.decode()
+    return next(
+        float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("durastate_invoker_paused_total ")
+    )
+
+
+def test_retries_run_out_into_a_pause_and_resume_runs_it_again(http: NodeHttp, tmp_path: Path) -> None:
+    attempts = tmp_path / "attempts"
+    before = paused_total(http)
+    invocation = http.call("Flaky/until_fixed/send", str(attempts)).json()["invocationId"]
+    wait_until(lambda: paused_total(http) > before, 30, "the retry policy to pause the invocation")
+    assert attempts.read_text() == "attempt\n" * 3, "max_attempts counts the first attempt"
+    assert get(http, f"/restate/invocation/{invocation}/output").status == 470
+    (tmp_path / "attempts.fixed").touch()
+    assert admin(http, "PATCH", f"/invocations/{invocation}/resume").status == 200
+    r = get(http, f"/restate/invocation/{invocation}/attach")
+    assert (r.status, r.json()) == (200, "fixed after 4 attempts")
+    assert admin(http, "PATCH", f"/invocations/{invocation}/resume?deployment=dp_bad").status == 400
+
+
+def test_a_paused_invocation_resumes_and_a_cancel_reaches_it(http: NodeHttp, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    invocation = http.call("Long/wait/send", str(notes)).json()["invocationId"]
+    wait_until(lambda: notes.exists(), 30, "the handler to start")
+    assert admin(http, "PATCH", f"/invocations/{invocation}/pause").status == 202
+    assert admin(http, "PATCH", f"/invocations/{invocation}/resume").status == 200
+    assert admin(http, "PATCH", f"/invocations/{invocation}/pause").status == 202
+    # Paused: the cancel is journaled and resumes it, so the handler runs its compensation.
+    assert admin(http, "PATCH", f"/invocations/{invocation}/cancel").status == 202
+    r = get(http, f"/restate/invocation/{invocation}/attach")
+    assert (r.status, r.json()["message"]) == (409, "cancelled")
+    assert notes.read_text() == "started\ncompensated\n"
+
+
 # --- a 3-node cluster whose leader dies while invocations wait ---------------------------------
 
 

@@ -12,13 +12,18 @@ hypercorn tests.sdk_services.interactions:app
   cancelled it writes "compensated" (a compensation in a ``ctx.run``) and ends with the cancel.
 * ``Attacher/attach``: attaches to the invocation id given and returns its result.
 * ``Attacher/cancel``: cancels the invocation id given (``ctx.cancel_invocation``).
+* ``Flaky/until_fixed``: appends "attempt" to the file named by the argument at every attempt
+  and fails (retryable) until ``<file>.fixed`` exists; then returns how many attempts it took.
+  Its retry policy gives up after 3 attempts and pauses the invocation.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import restate
+from restate.retry_policy import InvocationRetryPolicy
 
 from tests.sdk_services.signup import signup
 
@@ -76,4 +81,22 @@ async def cancel(ctx: restate.Context, invocation_id: str) -> None:
     ctx.cancel_invocation(invocation_id)
 
 
-app = restate.app(services=[approvals, signup, long, attacher])
+flaky = restate.Service(
+    "Flaky",
+    invocation_retry_policy=InvocationRetryPolicy(
+        initial_interval=timedelta(milliseconds=20), max_attempts=3, on_max_attempts="pause"
+    ),
+)
+
+
+@flaky.handler()
+async def until_fixed(ctx: restate.Context, path: str) -> str:
+    with open(path, "a") as f:
+        f.write("attempt\n")
+    if not os.path.exists(path + ".fixed"):
+        raise RuntimeError("not fixed yet")
+    with open(path) as f:
+        return f"fixed after {f.read().count('attempt')} attempts"
+
+
+app = restate.app(services=[approvals, signup, long, attacher, flaky])

@@ -35,6 +35,7 @@ from processor.core import (
     Action,
     AnnounceLeader,
     Command,
+    End,
     Envelope,
     ForeignPartition,
     ForwardNotification,
@@ -47,14 +48,17 @@ from processor.core import (
     Invoke,
     InvokeAction,
     InvokerEffect,
+    JournalCommand,
     JournalEntry,
     Kill,
     MemoryStore,
     MemoryTables,
     NewOutboxMessage,
     OutboxMessage,
+    Pause,
     RegisterTimer,
     Result,
+    Resume,
     SelfProposal,
     ServiceInvocation,
     ServiceType,
@@ -481,7 +485,7 @@ class Simulation:
             zombie = self.epochs[partition] != leader.epoch
             return self.checker.execute_run(inv_id, completion_id, zombie=zombie)
 
-        leader.attempts[inv_id] = Attempt(
+        leader.attempts[inv_id] = attempt = Attempt(
             inv_id,
             status.invocation.target,
             journal,
@@ -490,6 +494,7 @@ class Simulation:
             self.checker.use_run,
             self.config.call_retention_ms,
         )
+        attempt.fence = status.fence  # the invoker stamps its attempt's effects with it
 
     def _step_attempt(self, replica: Replica) -> bool:
         leader = replica.leader
@@ -505,10 +510,12 @@ class Simulation:
         if attempt.waiting:
             if self.rng.random() < self.config.suspend_rate:
                 del leader.attempts[inv_id]
-                self._propose(replica, Suspended(inv_id, AwaitingSet(*attempt.awaiting())))
+                self._propose(replica, Suspended(inv_id, AwaitingSet(*attempt.awaiting()), attempt.fence))
             return False
         effects: list[InvokerEffect] = attempt.step()
         for effect in effects:
+            if isinstance(effect, JournalCommand | End):
+                effect = msgspec.structs.replace(effect, fence=attempt.fence)
             self._propose(replica, effect)
         if attempt.finished:
             del leader.attempts[inv_id]
@@ -593,8 +600,9 @@ class Simulation:
 
     def _control(self) -> bool:
         """The outside world acts on waiting invocations: the ingress resolves an awakeable,
-        the admin API cancels or kills a long sleeper. Repeats are harmless (a signal is
-        delivered once; a kill of an ended invocation is dropped)."""
+        the admin API cancels or kills a long sleeper, and pauses and resumes it on the way (a
+        cancel must reach a paused one too). Repeats are harmless (a signal is delivered once;
+        a kill of an ended invocation is dropped)."""
         waiting = [r for r in self.requests if not r.answered and r.target.service in ("Waiter", "Long")]
         if not waiting:
             return False
@@ -603,6 +611,8 @@ class Simulation:
         command: Command
         if request.target.service == "Waiter":
             command = Signal(InvocationSignal(inv, index=17, result=Result(b"i%d" % request.rid)))
+        elif self.rng.random() < 0.4:
+            command = self.rng.choice((Pause(inv), Resume(inv)))
         elif request.arg == b"cancel":
             command = Signal(InvocationSignal(inv, index=1))
         else:

@@ -231,6 +231,8 @@ class Attempt:
     ) -> None:
         self.invocation_id = invocation_id
         self.target = target
+        self.fence = 0
+        """The invocation's fence when this attempt started (set by the harness's invoker)."""
         self._now = now
         self._execute_run = execute_run
         self._use_run = use_run

@@ -69,6 +69,12 @@ class RecordingControl:
     async def purge(self, invocation_id: bytes) -> None:
         self.done.append(("purge", invocation_id, 0))
 
+    async def pause(self, invocation_id: bytes) -> None:
+        self.done.append(("pause", invocation_id, 0))
+
+    async def resume(self, invocation_id: bytes, deployment_id: str | None) -> None:
+        self.done.append(("resume", invocation_id, deployment_id or 0))
+
 
 def serve(tmp_path: Path, body: Body, control: RecordingControl | None = None) -> None:
     async def main() -> None:
@@ -362,7 +368,7 @@ def test_later_routes_answer_501(tmp_path: Path):
         for method, path in [
             ("PATCH", "/v4/deployments/dp_10000000000000000000001"),
             ("PATCH", "/v4/services/Greeter"),
-            ("PATCH", f"/v4/invocations/{invocation}/pause"),
+            ("PATCH", f"/v4/invocations/{invocation}/restart-as-new"),
             ("POST", "/v4/query"),
         ]:
             status, _, reply = await call(session, method, base + path)
@@ -386,6 +392,7 @@ def test_cancel_kill_and_purge_are_appended_for_the_invocation(tmp_path: Path):
     invocation = InvocationId(1, 2)
     raw = invocation.to_bytes()
     control = RecordingControl()
+    registered: list[str] = []
 
     async def body(session, base, discovery, store):
         for method, path, status in [
@@ -394,9 +401,24 @@ def test_cancel_kill_and_purge_are_appended_for_the_invocation(tmp_path: Path):
             ("PATCH", f"/invocations/{invocation}/purge", 200),
             ("DELETE", f"/v3/invocations/{invocation}?mode=kill", 202),
             ("DELETE", f"/v3/invocations/{invocation}", 202),
+            ("PATCH", f"/v4/invocations/{invocation}/pause", 202),
+            ("PATCH", f"/v4/invocations/{invocation}/resume", 200),
+            ("PATCH", f"/v4/invocations/{invocation}/resume?deployment=keep", 200),
         ]:
             got, _, _ = await call(session, method, base + path)
             assert got == status, path
+        # A deployment to resume on must exist; "latest" is not served.
+        status, _, reply = await call(session, "POST", f"{base}/v4/deployments", {"uri": URI})
+        registered.append(json.loads(reply)["id"])
+        got, _, _ = await call(session, "PATCH", f"{base}/invocations/{invocation}/resume?deployment={registered[0]}")
+        assert got == 200
+        missing = "dp_10000000000000000000001"
+        got, _, reply = await call(session, "PATCH", f"{base}/invocations/{invocation}/resume?deployment={missing}")
+        assert (got, json.loads(reply)["message"]) == (404, f"The requested deployment '{missing}' does not exist")
+        got, _, _ = await call(session, "PATCH", f"{base}/invocations/{invocation}/resume?deployment=latest")
+        assert got == 501
+        got, _, _ = await call(session, "PATCH", f"{base}/invocations/{invocation}/resume?deployment=dp_bad")
+        assert got == 400
         status, _, reply = await call(session, "DELETE", f"{base}/invocations/{invocation}?mode=nope")
         assert status == 400 and "unknown mode" in json.loads(reply)["message"]
         status, _, _ = await call(session, "PATCH", f"{base}/v4/invocations/garbage/cancel")
@@ -409,6 +431,10 @@ def test_cancel_kill_and_purge_are_appended_for_the_invocation(tmp_path: Path):
         ("purge", raw, 0),
         ("kill", raw, 0),
         ("signal", raw, 1),
+        ("pause", raw, 0),
+        ("resume", raw, 0),
+        ("resume", raw, 0),
+        ("resume", raw, registered[0]),
     ]
 
 

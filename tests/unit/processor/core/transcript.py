@@ -16,11 +16,13 @@ clock, which otherwise stays put; leader commands take ``epoch= seq=`` to forge 
     command inv= type=... [index=N]       an SDK command (types: see `build_command`)
     run-completion inv= id= (value= | failure=CODE:MSG)
     suspend inv= [completions=(..)] [signals=(..)]
-    end inv= / fail inv= failure=CODE:MSG
+    end inv= / fail inv= failure=CODE:MSG  (command and end take fence=, default 0)
     fire [p=] [until=TS]                  fire every timer due by TS (default: the clock)
     timer inv= kind= at= [id=]            fire this timer, whether the tables hold it or not
     signal inv= (idx= | name=) [value= | failure=]   a signal from the ingress or admin API
     kill inv= / purge inv=                Kill, Purge (admin API)
+    pause inv= [by=invoker]               Pause: from the admin API, or the invoker's proposal
+    resume inv= [deployment=]             Resume (admin API)
     output inv= req=                      the ingress's get-output
     shuffle from=P [only=INDEX]           deliver partition P's outbox (ForeignPartition dedup)
     respond caller= id= callee= (value= | failure=) from= seq=   a forged call response
@@ -57,10 +59,12 @@ from processor.core import (
     Kill,
     MemoryStore,
     Output,
+    Pause,
     Purge,
     RecordFormatError,
     Respond,
     Result,
+    Resume,
     RunCompletion,
     SelfProposal,
     ServiceInvocation,
@@ -258,7 +262,7 @@ class Env:
             status = part.store.status.get(inv)
             index = status.commands if status is not None else 1
         type_id, raw, call = self.build_command(case, inv, index)
-        return self.effect(case, JournalCommand(inv, index, type_id, raw, call), inv)
+        return self.effect(case, JournalCommand(inv, index, type_id, raw, call, case.int_arg("fence", 0)), inv)
 
     def build_command(self, case: TestCase, inv: bytes, index: int) -> tuple[int, bytes, CallTarget | None]:
         kind = case.arg("type")
@@ -440,6 +444,17 @@ class Env:
         inv = self.id(case.arg("inv"))
         return self.append(self.partition_of(inv), self.envelope(Kill(inv)))
 
+    def do_pause(self, case: TestCase) -> list[str]:
+        inv = self.id(case.arg("inv"))
+        if case.arg("by", "admin") == "invoker":
+            return self.effect(case, Pause(inv), inv)
+        return self.append(self.partition_of(inv), self.envelope(Pause(inv)))
+
+    def do_resume(self, case: TestCase) -> list[str]:
+        inv = self.id(case.arg("inv"))
+        deployment = case.arg("deployment") if case.has("deployment") else None
+        return self.append(self.partition_of(inv), self.envelope(Resume(inv, deployment)))
+
     def do_purge(self, case: TestCase) -> list[str]:
         inv = self.id(case.arg("inv"))
         return self.append(self.partition_of(inv), self.envelope(Purge(inv)))
@@ -468,7 +483,7 @@ class Env:
 
     def do_end(self, case: TestCase) -> list[str]:
         inv = self.id(case.arg("inv"))
-        return self.effect(case, End(inv), inv)
+        return self.effect(case, End(inv, case.int_arg("fence", 0)), inv)
 
     def do_fail(self, case: TestCase) -> list[str]:
         inv = self.id(case.arg("inv"))

@@ -44,6 +44,7 @@ from processor.core import (
     InvokerEffect,
     JournalCommand,
     JournalEntry,
+    Pause,
     Result,
     RunCompletion,
     ServiceInvocation,
@@ -215,7 +216,20 @@ class PartitionDouble:
             self._dispatch(AbortAttempt(effect.invocation_id))
             self._complete(effect.invocation_id, Result(failure=effect.failure))
             return None
+        if isinstance(effect, Pause):
+            if not running:
+                return f"not running ({status.kind.value})"
+            self._dispatch(AbortAttempt(effect.invocation_id))
+            self.status[effect.invocation_id] = _replace(status, kind=StatusKind.PAUSED)
+            return None
         return f"unknown effect {effect!r}"
+
+    def resume(self, inv_id: bytes) -> None:
+        """The admin API's resume of a paused invocation."""
+        status = self.status[inv_id]
+        assert status.kind is StatusKind.PAUSED, status.kind
+        self.status[inv_id] = _replace(status, kind=StatusKind.INVOKED)
+        self._dispatch(InvokeAction(inv_id, status.invocation.target, status.invocation.deployment_id))
 
     def _command(self, cmd: JournalCommand, status: InvocationStatus) -> str | None:
         inv_id = cmd.invocation_id

@@ -21,7 +21,18 @@ from metadata.schema import Deployment, Handler, ProtocolType, Schema, Service, 
 from metadata.schema import OnMaxAttempts as ManifestOnMax
 from metadata.schema import RetryPolicy as ManifestRetry
 from metadata.schema import ServiceType as SchemaServiceType
-from processor.core import AbortAttempt, End, Fail, InvokeAction, JournalCommand, Result, ServiceType, Target
+from processor.core import (
+    AbortAttempt,
+    End,
+    Fail,
+    InvokeAction,
+    JournalCommand,
+    Pause,
+    Result,
+    ServiceType,
+    StatusKind,
+    Target,
+)
 from processor.invoker._stream import ResponseHead
 from processor.invoker._targets import Defaults
 from processor.invoker.core import OnMaxAttempts, RetryPolicy
@@ -292,13 +303,15 @@ def test_pause_after_max_attempts_stops_retrying() -> None:
 
     async def main(invoker: Invoker, part: PartitionDouble, transport: FakeTransport) -> None:
         inv = part.invoke(GREETER, DEPLOYMENT, b"x")
-        await until(lambda: invoker.is_paused(inv))
+        await until(lambda: part.status[inv].kind is StatusKind.PAUSED)
         assert len(transport.streams) == 2
-        assert part.log.effects == []  # nothing proposed: the invocation stays as it is
-        # A later InvokeAction (a new leader, or a resume) runs it again.
-        transport.scripts.append(greet)
-        part._dispatch(part_invoke_action(part, inv))
+        assert part.log.effects == [Pause(inv, fence=0)]
+        assert invoker.stats.paused == 1 and not invoker.knows(inv)
+        # The admin API's resume runs it again, with a fresh retry budget.
+        transport.scripts.extend([error(), greet])
+        part.resume(inv)
         assert await part.result(inv) == Result(value=b"hi")
+        assert len(transport.streams) == 4
 
     run([error(), error()], main, the_schema=schema(pause))
 
