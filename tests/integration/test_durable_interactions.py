@@ -222,6 +222,8 @@ def test_waiting_invocations_survive_their_leaders_death(
             assert entry.call(f"Signup/{email}/run/send", email).status == 202
         notes = [tmp_path / f"notes{i}" for i in range(6)]
         sleepers = [entry.call("Long/wait/send", str(n)).json()["invocationId"] for n in notes]
+        # Suspended on a 5 s sleep (the stream closes after 0.5 s idle) when the leader dies.
+        nappers = [entry.call("Napper/nap/send", 5000).json()["invocationId"] for _ in range(6)]
         for n in notes:
             wait_until(n.exists, 30, "every long handler to start")
         table = partition_table(cluster, "n1")
@@ -248,6 +250,9 @@ def test_waiting_invocations_survive_their_leaders_death(
             # if the leader died before its result was journaled (at least once, as promised).
             lines = n.read_text().splitlines()
             assert lines[0] == "started" and set(lines[1:]) == {"compensated"}, lines
+        for invocation in nappers:
+            r = _retry(lambda i=invocation: get(entry, f"/restate/invocation/{i}/attach"))
+            assert (r.status, r.json()) == (200, "awake")
         other = http_of(cluster, next(n for n in NODES if n not in ("n1", victim)))
         assert (
             json.loads(get(other, f"/restate/workflow/Signup/{emails[0]}/output").body)

@@ -15,6 +15,8 @@ hypercorn tests.sdk_services.interactions:app
 * ``Flaky/until_fixed``: appends "attempt" to the file named by the argument at every attempt
   and fails (retryable) until ``<file>.fixed`` exists; then returns how many attempts it took.
   Its retry policy gives up after 3 attempts and pauses the invocation.
+* ``Napper/nap``: sleeps the milliseconds given and returns "awake"; its inactivity timeout of
+  half a second makes the invoker close the stream, so the SDK suspends during the sleep.
 """
 
 from __future__ import annotations
@@ -99,4 +101,13 @@ async def until_fixed(ctx: restate.Context, path: str) -> str:
         return f"fixed after {f.read().count('attempt')} attempts"
 
 
-app = restate.app(services=[approvals, signup, long, attacher, flaky])
+napper = restate.Service("Napper", inactivity_timeout=timedelta(milliseconds=500))
+
+
+@napper.handler()
+async def nap(ctx: restate.Context, ms: int) -> str:
+    await ctx.sleep(timedelta(milliseconds=ms))
+    return "awake"
+
+
+app = restate.app(services=[approvals, signup, long, attacher, flaky, napper])
