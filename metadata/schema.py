@@ -5,7 +5,7 @@ creation time, protocol range, SDK version, headers, metadata, and the ``Service
 serves, each with a revision) plus ``active``, the index of which deployment serves the latest
 revision of each service. The index is derived data, rebuilt by every change. The schema is
 stored under ``SCHEMA_KEY`` with ``metadata.records`` (format byte + msgpack map) and changed
-only by compare-and-set (``register_deployment``, ``remove_deployment``).
+only by compare-and-set (``register_deployment``, ``update_deployment``, ``remove_deployment``).
 
 Registration follows Restate 1.7's admin (crates/types/src/schema/metadata/updater):
   * A deployment is "the same" as a registered one when the URI's authority and path match
@@ -21,6 +21,11 @@ Registration follows Restate 1.7's admin (crates/types/src/schema/metadata/updat
   * A service may change type (service/object/workflow) only with ``breaking`` or ``force``
     (409 otherwise); names starting with "restate" or equal to "openapi" are reserved (400).
   An invocation is pinned to the deployment that is active for its service when it starts.
+
+Update (``PATCH /deployments/{id}``, ``update``): the deployment is discovered again (possibly
+at a new address) and replaced in place, same id, so that invocations pinned to it go on there.
+The new manifest must be "sufficiently similar" (META0016): every service it served, of the same
+type, with at least its handlers, and the same protocol versions. Services keep their revisions.
 
 Simplifications, on purpose: Lambda deployments, the per-service settings that the admin can
 patch later (``PATCH /services``), JSON-schema compilation, and the ``info`` notes of the
@@ -380,6 +385,57 @@ def register(
     return Registration(_indexed(deployments), deployment, outcome)
 
 
+def _insufficiently_similar(why: str) -> SchemaError:
+    return SchemaError(
+        f"cannot update the deployment with the discovered metadata: {why}",
+        restate_code="META0016",
+    )
+
+
+def update(schema: Schema, deployment_id: str, discovered: Deployment) -> tuple[Schema, Deployment]:
+    """Replace deployment ``deployment_id`` by ``discovered`` (its id, creation time and
+    metadata kept) if it is sufficiently similar (see the module doc). Pure."""
+    old = schema.deployment(deployment_id)
+    if old is None:
+        raise SchemaError(f"The requested deployment '{deployment_id}' does not exist", status=404)
+    if (discovered.min_protocol_version, discovered.max_protocol_version) != (
+        old.min_protocol_version,
+        old.max_protocol_version,
+    ):
+        raise _insufficiently_similar(
+            f"it speaks protocol versions {discovered.min_protocol_version}-{discovered.max_protocol_version}, "
+            f"the deployment {old.min_protocol_version}-{old.max_protocol_version}"
+        )
+    services = []
+    for service in discovered.services:
+        check_service_name(service.name)
+        before = old.service(service.name)
+        if before is None:
+            previous = schema.service(service.name)
+            revision = 1 if previous is None else previous.revision + 1
+        else:
+            if before.ty != service.ty:
+                raise _insufficiently_similar(f"service '{service.name}' changed its type")
+            missing = sorted({h.name for h in before.handlers} - {h.name for h in service.handlers})
+            if missing:
+                raise _insufficiently_similar(f"service '{service.name}' lost handlers {', '.join(missing)}")
+            revision = before.revision
+        services.append(msgspec.structs.replace(service, revision=revision))
+    lost = sorted({s.name for s in old.services} - {s.name for s in discovered.services})
+    if lost:
+        raise _insufficiently_similar(f"it no longer serves {', '.join(lost)}")
+    updated = msgspec.structs.replace(
+        discovered,
+        id=old.id,
+        created_at_ms=old.created_at_ms,
+        metadata=old.metadata,
+        services=tuple(services),
+    )
+    deployments = dict(schema.deployments)
+    deployments[old.id] = updated
+    return _indexed(deployments), updated
+
+
 def remove(schema: Schema, deployment_id: str) -> Schema:
     """``schema`` without that deployment; its services fall back to older deployments, if any."""
     if deployment_id not in schema.deployments:
@@ -438,6 +494,16 @@ async def register_deployment(
         registration = register(schema, deployment, force=force, breaking=breaking, routing_headers=routing)
         unchanged = registration.outcome is RegisterOutcome.UNCHANGED
         return (None if unchanged else registration.schema), registration
+
+    return await _update(store, change)
+
+
+async def update_deployment(store: MetadataStore, deployment_id: str, discovered: Deployment) -> Schema:
+    """``update`` against the stored schema, by compare-and-set."""
+
+    def change(schema: Schema) -> tuple[Schema | None, Schema]:
+        new_schema, _ = update(schema, deployment_id, discovered)
+        return new_schema, new_schema
 
     return await _update(store, change)
 

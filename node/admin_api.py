@@ -33,9 +33,11 @@ answers once it is there; the partition drops one that does not fit the invocati
 "accepted", not "done". ``resume?deployment=latest`` is refused (501): the admin API does not
 know the invocation's service, so it cannot pick that service's latest deployment.
 
-Deployments: ``DELETE /deployments/{id}?force=true`` (202).
+Deployments: ``DELETE /deployments/{id}?force=true`` (202); ``PATCH /deployments/{id}``
+(``{uri?, additional_headers?, use_http_11?, dry_run?}``: discovered again and replaced in
+place when sufficiently similar, 200 with the deployment's detail; META0016 otherwise).
 
-Not served yet: deployment update, service configuration changes, invocation
+Not served yet: service configuration changes, invocation
 restart-as-new and purge-journal, and ``/query``; they answer 501 with a message, in ``_later_routes``,
 so each can be filled in without touching the rest.
 """
@@ -70,9 +72,11 @@ from metadata.schema import (
     service_detail_json,
     service_json,
     services_json,
+    update,
+    update_deployment,
 )
 from metadata.store import MetadataStore
-from node.discovery import Discovered, DiscoveryClient
+from node.discovery import HTTP11, Discovered, DiscoveryClient
 from processor.core._model import InvocationSignal
 from processor.ids import BadId, DeploymentId, InvocationId
 
@@ -169,8 +173,7 @@ def _flag(document: Mapping[str, Any], name: str) -> bool | None:
     return value
 
 
-def parse_register_request(content_type: str | None, body: bytes) -> RegisterRequest:
-    """The body of ``POST /deployments``, or the ``AdminError`` the real server would answer."""
+def _json_object(content_type: str | None, body: bytes) -> dict[str, Any]:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if not (media == "application/json" or (media.startswith("application/") and media.endswith("+json"))):
         raise AdminError(415, "Expected request with `Content-Type: application/json`", text=True)
@@ -182,7 +185,10 @@ def parse_register_request(content_type: str | None, body: bytes) -> RegisterReq
         raise _shape_error("expected a JSON object")
     if "uri" not in document and "arn" in document:
         raise AdminError.invalid_field("arn", "Lambda deployments are not supported by durastate")
-    uri = document.get("uri")
+    return document
+
+
+def _endpoint_fields(document: Mapping[str, Any], uri: Any) -> tuple[str, dict[str, str]]:
     if not isinstance(uri, str):
         raise _shape_error("missing field `uri` (a string)")
     headers = _string_map(document, "additional_headers")
@@ -190,13 +196,34 @@ def parse_register_request(content_type: str | None, body: bytes) -> RegisterReq
         if not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
             raise _shape_error(f"`additional_headers` has an invalid HTTP header: {name!r}")
     _check_uri(uri)
+    return _normalized(uri), headers
+
+
+def parse_register_request(content_type: str | None, body: bytes) -> RegisterRequest:
+    """The body of ``POST /deployments``, or the ``AdminError`` the real server would answer."""
+    document = _json_object(content_type, body)
+    uri, headers = _endpoint_fields(document, document.get("uri"))
     return RegisterRequest(
-        uri=_normalized(uri),
+        uri=uri,
         additional_headers=headers,
         metadata=_string_map(document, "metadata"),
         use_http_11=bool(_flag(document, "use_http_11")),
         breaking=bool(_flag(document, "breaking")),
         force=_flag(document, "force"),
+        dry_run=bool(_flag(document, "dry_run")),
+    )
+
+
+def parse_update_request(content_type: str | None, body: bytes, current: Deployment) -> RegisterRequest:
+    """The body of ``PATCH /deployments/{id}``: what it leaves out stays as ``current`` has it."""
+    document = _json_object(content_type, body)
+    uri, headers = _endpoint_fields(document, document.get("uri", current.uri))
+    use_http_11 = _flag(document, "use_http_11")
+    return RegisterRequest(
+        uri=uri,
+        additional_headers=headers if "additional_headers" in document else dict(current.additional_headers),
+        metadata=dict(current.metadata),
+        use_http_11=current.http_version == HTTP11 if use_http_11 is None else use_http_11,
         dry_run=bool(_flag(document, "dry_run")),
     )
 
@@ -280,6 +307,7 @@ class AdminApi:
             ("POST", "/deployments", create),
             ("GET", "/deployments/{deployment}", self._get_deployment),
             ("DELETE", "/deployments/{deployment}", self._delete_deployment),
+            ("PATCH", "/deployments/{deployment}", self._update_deployment),
             ("GET", "/services", self._list_services),
             ("GET", "/services/{service}", self._get_service),
             ("GET", "/services/{service}/handlers", self._list_handlers),
@@ -379,6 +407,36 @@ class AdminApi:
         if existing is not None:
             # Restate does not even call discovery for an address it already has.
             return _registered(Registration(schema, existing, RegisterOutcome.UNCHANGED), version)
+        deployment = await self._discover(wanted)
+        if wanted.dry_run:
+            registration = register(schema, deployment, force=force, breaking=wanted.breaking)
+        else:
+            registration = await register_deployment(
+                self._store, deployment, force=force, breaking=wanted.breaking
+            )
+        return _registered(registration, version)
+
+    async def _update_deployment(self, request: web.Request) -> web.StreamResponse:
+        """Discover the deployment again (maybe at a new address) and replace it in place, if
+        the new manifest is sufficiently similar (`metadata.schema.update`); 200 and the
+        deployment's detail."""
+        deployment_id = _deployment_id(request.match_info["deployment"])
+        schema = await load_schema(self._store)
+        current = schema.deployment(deployment_id)
+        if current is None:
+            raise AdminError(404, f"The requested deployment '{deployment_id}' does not exist")
+        wanted = parse_update_request(request.headers.get("content-type"), await request.read(), current)
+        discovered = await self._discover(wanted)
+        if wanted.dry_run:
+            schema, _ = update(schema, deployment_id, discovered)
+        else:
+            schema = await update_deployment(self._store, deployment_id, discovered)
+        detail = deployment_detail_json(schema, deployment_id)
+        assert detail is not None  # update keeps the id
+        return _json(detail)
+
+    async def _discover(self, wanted: RegisterRequest) -> Deployment:
+        """Call discovery and describe what answered as a deployment with a fresh id."""
         try:
             discovered = await self._discovery.discover(
                 wanted.uri, use_http_11=wanted.use_http_11, headers=wanted.additional_headers
@@ -402,13 +460,7 @@ class AdminApi:
             metadata=wanted.metadata,
             services=manifest.services,
         )
-        if wanted.dry_run:
-            registration = register(schema, deployment, force=force, breaking=wanted.breaking)
-        else:
-            registration = await register_deployment(
-                self._store, deployment, force=force, breaking=wanted.breaking
-            )
-        return _registered(registration, version)
+        return deployment
 
     async def _list_deployments(self, request: web.Request) -> web.StreamResponse:
         return _json(deployments_json(await load_schema(self._store)))
@@ -542,7 +594,6 @@ async def _reach(appended: Awaitable[None]) -> None:
 
 def _later_routes(version: int) -> list[tuple[str, str, Handler]]:
     routes: list[tuple[str, str, Handler]] = [
-        ("PATCH", "/deployments/{deployment}", _later("updating a deployment")),
         ("PATCH", "/services/{service}", _later("changing a service's configuration")),
         ("POST", "/services/{service}/state", _later("editing state")),
         ("POST", "/query", _later("the SQL query endpoint")),

@@ -366,7 +366,6 @@ def test_later_routes_answer_501(tmp_path: Path):
 
     async def body(session, base, discovery, store):
         for method, path in [
-            ("PATCH", "/v4/deployments/dp_10000000000000000000001"),
             ("PATCH", "/v4/services/Greeter"),
             ("PATCH", f"/v4/invocations/{invocation}/restart-as-new"),
             ("POST", "/v4/query"),
@@ -436,6 +435,51 @@ def test_cancel_kill_and_purge_are_appended_for_the_invocation(tmp_path: Path):
         ("resume", raw, 0),
         ("resume", raw, registered[0]),
     ]
+
+
+def test_a_deployment_is_updated_in_place_when_sufficiently_similar(tmp_path: Path):
+    async def body(session, base, discovery, store):
+        status, _, reply = await call(session, "POST", f"{base}/v4/deployments", {"uri": URI})
+        deployment_id = json.loads(reply)["id"]
+        before = await load_schema(store)
+        moved = "http://127.0.0.1:9081/"
+        url = f"{base}/v4/deployments/{deployment_id}"
+        # A dry run changes nothing; a real one moves it, same id, services and revisions.
+        status, _, reply = await call(session, "PATCH", url, {"uri": moved, "dry_run": True})
+        assert (status, json.loads(reply)["uri"]) == (200, moved)
+        assert await load_schema(store) == before
+        status, _, reply = await call(session, "PATCH", url, {"uri": moved, "additional_headers": {"x-a": "b"}})
+        detail = json.loads(reply)
+        assert (status, detail["id"], detail["uri"], detail["additional_headers"]) == (
+            200,
+            deployment_id,
+            moved,
+            {"x-a": "b"},
+        )
+        after = await load_schema(store)
+        assert list(after.deployments) == [deployment_id]
+        assert after.deployments[deployment_id].services == before.deployments[deployment_id].services
+        assert discovery.requests[-1] == (moved, False, {"x-a": "b"})
+        # Without a body field, the current value stays.
+        status, _, _ = await call(session, "PATCH", url, {})
+        assert status == 200 and discovery.requests[-1] == (moved, False, {"x-a": "b"})
+        # A manifest that lost a service, or speaks other protocol versions: refused, unchanged.
+        manifest = discovery.discovered.manifest
+        for changed in (
+            dataclasses.replace(manifest, services=manifest.services[1:]),
+            dataclasses.replace(manifest, max_protocol_version=manifest.max_protocol_version + 1),
+        ):
+            discovery.discovered = dataclasses.replace(discovery.discovered, manifest=changed)
+            status, _, reply = await call(session, "PATCH", url, {"uri": URI})
+            assert status == 400 and json.loads(reply)["restate_code"] == "META0016", reply
+            assert (await load_schema(store)) == after
+        missing = "dp_10000000000000000000001"
+        status, _, _ = await call(session, "PATCH", f"{base}/v4/deployments/{missing}", {"uri": URI})
+        assert status == 404
+        status, _, _ = await call(session, "PATCH", url, {"uri": "ftp://x/"})
+        assert status == 400
+
+    serve(tmp_path, body)
 
 
 def test_invocation_actions_need_partition_processors(tmp_path: Path):
