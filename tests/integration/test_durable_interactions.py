@@ -165,6 +165,14 @@ def test_kill_ends_without_the_handler_and_purge_forgets(http: NodeHttp, tmp_pat
     assert admin(http, "PATCH", "/invocations/garbage/kill").status == 400
 
 
+def test_lazy_state_is_read_on_demand(http: NodeHttp) -> None:
+    for n, total in ((2, 2), (3, 5), (4, 9)):
+        r = http.call("LazyCounter/k/add", n)
+        assert (r.status, r.json()) == (200, total)
+    assert http.call("LazyCounter/k/get").json() == {"total": 9, "keys": 1}
+    assert http.call("LazyCounter/other/get").json() == {"total": None, "keys": 0}
+
+
 def paused_total(http: NodeHttp) -> float:
     metrics = request(http.admin, "GET", "/metrics").body.decode()
     return next(

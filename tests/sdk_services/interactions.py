@@ -15,6 +15,8 @@ hypercorn tests.sdk_services.interactions:app
 * ``Flaky/until_fixed``: appends "attempt" to the file named by the argument at every attempt
   and fails (retryable) until ``<file>.fixed`` exists; then returns how many attempts it took.
   Its retry policy gives up after 3 attempts and pauses the invocation.
+* ``LazyCounter/add`` and ``get`` (a virtual object with lazy state: the invoker starts it with
+  no state and answers its reads with GetLazyState completions).
 * ``Napper/nap``: sleeps the milliseconds given and returns "awake"; its inactivity timeout of
   half a second makes the invoker close the stream, so the SDK suspends during the sleep.
 """
@@ -110,4 +112,19 @@ async def nap(ctx: restate.Context, ms: int) -> str:
     return "awake"
 
 
-app = restate.app(services=[approvals, signup, long, attacher, flaky, napper])
+lazy_counter = restate.VirtualObject("LazyCounter", enable_lazy_state=True)
+
+
+@lazy_counter.handler()
+async def add(ctx: restate.ObjectContext, n: int) -> int:
+    total = (await ctx.get("total", type_hint=int) or 0) + n
+    ctx.set("total", total)
+    return total
+
+
+@lazy_counter.handler(kind="shared")
+async def get(ctx: restate.ObjectSharedContext) -> dict[str, int | None]:
+    return {"total": await ctx.get("total", type_hint=int), "keys": len(await ctx.state_keys())}
+
+
+app = restate.app(services=[approvals, signup, long, attacher, flaky, napper, lazy_counter])
