@@ -25,13 +25,14 @@ Errors are ``{"message": …, "restate_code": …}`` (with ``[CODE] `` before th
 docs link after it when there is a code, Restate's "decorated" form).
 
 Invocations: ``PATCH /invocations/{id}/cancel`` (202: the cancel signal is in the invocation's
-log), ``…/kill`` and ``…/purge`` (200), ``…/pause`` (202) and ``…/resume[?deployment=dp_…|keep]``
+journal; 200: it had not started and ended at once), ``…/kill`` and ``…/purge`` (200),
+``…/pause`` (202; 200 if paused or suspended already) and ``…/resume[?deployment=dp_…|keep]``
 (200), and the old ``DELETE /invocations/{id}?mode=`` (202), through an ``InvocationControl``
 (the node's ingress submitter). Each appends a command to the invocation's partition log and
-answers once it is there; the partition drops one that does not fit the invocation's state
-(pausing what does not run, resuming what is not paused or suspended), so these codes say
-"accepted", not "done". ``resume?deployment=latest`` is refused (501): the admin API does not
-know the invocation's service, so it cannot pick that service's latest deployment.
+waits for the leader's outcome: 404 for an unknown invocation, 409 for one that completed (or
+is not running, or not completed for a purge). Without an answer in time (a leader change), the
+append alone answers with the success code. ``resume?deployment=latest`` is refused (501): the
+admin API does not know the invocation's service, so it cannot pick its latest deployment.
 
 Deployments: ``DELETE /deployments/{id}?force=true`` (202); ``PATCH /deployments/{id}``
 (``{uri?, additional_headers?, use_http_11?, dry_run?}``: discovered again and replaced in
@@ -77,7 +78,8 @@ from metadata.schema import (
 )
 from metadata.store import MetadataStore
 from node.discovery import HTTP11, Discovered, DiscoveryClient
-from processor.core._model import InvocationSignal
+from node.ingress import ControlRefused
+from processor.core import AdminOutcome
 from processor.ids import BadId, DeploymentId, InvocationId
 
 DURASTATE_VERSION: Final = "0.1.0"
@@ -250,16 +252,15 @@ def _normalized(uri: str) -> str:
 
 
 class InvocationControl(Protocol):
-    """Appends cancel (a signal), kill and purge to an invocation's partition log."""
+    """Appends cancel, kill, purge, pause and resume to an invocation's partition log; each
+    returns the partition's `AdminOutcome` (None: no answer in time, but it is in the log) or
+    raises `ControlRefused` (404 unknown, 409 completed or not running)."""
 
-    async def signal(self, signal: InvocationSignal) -> None: ...
-    async def kill(self, invocation_id: bytes) -> None: ...
-    async def purge(self, invocation_id: bytes) -> None: ...
-    async def pause(self, invocation_id: bytes) -> None: ...
-    async def resume(self, invocation_id: bytes, deployment_id: str | None) -> None: ...
-
-
-CANCEL_SIGNAL: Final = 1
+    async def cancel(self, invocation_id: bytes) -> bytes | None: ...
+    async def kill(self, invocation_id: bytes) -> bytes | None: ...
+    async def purge(self, invocation_id: bytes) -> bytes | None: ...
+    async def pause(self, invocation_id: bytes) -> bytes | None: ...
+    async def resume(self, invocation_id: bytes, deployment_id: str | None) -> bytes | None: ...
 
 
 class AdminApi:
@@ -334,8 +335,8 @@ class AdminApi:
 
     async def _cancel(self, request: web.Request) -> web.StreamResponse:
         control, invocation = self._control(request)
-        await _reach(control.signal(InvocationSignal(invocation, index=CANCEL_SIGNAL)))
-        return web.Response(status=202)
+        outcome = await _reach(control.cancel(invocation))
+        return web.Response(status=200 if outcome == AdminOutcome.DONE else 202)
 
     async def _kill(self, request: web.Request) -> web.StreamResponse:
         control, invocation = self._control(request)
@@ -349,8 +350,8 @@ class AdminApi:
 
     async def _pause(self, request: web.Request) -> web.StreamResponse:
         control, invocation = self._control(request)
-        await _reach(control.pause(invocation))
-        return web.Response(status=202)
+        outcome = await _reach(control.pause(invocation))
+        return web.Response(status=200 if outcome == AdminOutcome.ALREADY else 202)
 
     async def _resume(self, request: web.Request) -> web.StreamResponse:
         control, invocation = self._control(request)
@@ -370,7 +371,7 @@ class AdminApi:
         mode = request.query.get("mode", "cancel")
         control, invocation = self._control(request)
         if mode == "cancel":
-            await _reach(control.signal(InvocationSignal(invocation, index=CANCEL_SIGNAL)))
+            await _reach(control.cancel(invocation))
         elif mode == "kill":
             await _reach(control.kill(invocation))
         elif mode == "purge":
@@ -585,9 +586,11 @@ def _later(what: str) -> Handler:
 _INVOCATION_ACTIONS: Final = ("restart-as-new", "purge-journal")
 
 
-async def _reach(appended: Awaitable[None]) -> None:
+async def _reach(action: Awaitable[bytes | None]) -> bytes | None:
     try:
-        await appended
+        return await action
+    except ControlRefused as refused:
+        raise AdminError(refused.code, refused.message) from None
     except Exception as e:  # the partition's log is unavailable: nothing was appended
         raise AdminError(503, f"the invocation's partition cannot be reached: {e}") from None
 

@@ -93,6 +93,16 @@ class SubmitUnavailable(Exception):
     The message says why; the client gets 503 and may retry (safely with an idempotency key)."""
 
 
+class ControlRefused(Exception):
+    """The partition found nothing to act on for an admin action: ``code`` is the status the
+    real server answers (404 unknown, 409 completed or not running)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 class Submitter(Protocol):
     """Appends an ingress request to its partition's log and waits for the leader's answer."""
 

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import msgspec
 
 from bifrost.core._types import GenerationalNodeId
-from node.ingress import CallOutcome, SendOutcome, SubmitUnavailable
+from node.ingress import CallOutcome, ControlRefused, SendOutcome, SubmitUnavailable
 from node.ingress_rules import Rejection
 from processor.core import (
     Attach,
@@ -60,6 +60,9 @@ TOPIC = "ingress-reply"
 ASK_AGAIN_AFTER_S = (2.0, 4.0, 8.0, 16.0, 30.0)
 # A send's acknowledgement is waited for this long, then the append alone answers it.
 SEND_ACK_WAIT_S = 5.0
+# An admin action's outcome is waited for this long; then its append alone answers it.
+CONTROL_ANSWER_WAIT_S = 5.0
+CANCEL_SIGNAL = 1
 
 
 class IngressReply(msgspec.Struct, frozen=True, array_like=True):
@@ -151,17 +154,42 @@ class IngressSubmitter:
     async def signal(self, signal: InvocationSignal) -> None:
         await self._append_to_owner(signal.target, Signal(signal))
 
-    async def kill(self, invocation_id: bytes) -> None:
-        await self._append_to_owner(invocation_id, Kill(invocation_id))
+    # The admin API's actions: each returns the partition's `AdminOutcome`, or None when no
+    # answer came in time (the command is in the log all the same), or raises ControlRefused.
 
-    async def purge(self, invocation_id: bytes) -> None:
-        await self._append_to_owner(invocation_id, Purge(invocation_id))
+    async def cancel(self, invocation_id: bytes) -> bytes | None:
+        return await self._control(lambda sink: Signal(InvocationSignal(invocation_id, CANCEL_SIGNAL), sink))
 
-    async def pause(self, invocation_id: bytes) -> None:
-        await self._append_to_owner(invocation_id, Pause(invocation_id))
+    async def kill(self, invocation_id: bytes) -> bytes | None:
+        return await self._control(lambda sink: Kill(invocation_id, sink))
 
-    async def resume(self, invocation_id: bytes, deployment_id: str | None) -> None:
-        await self._append_to_owner(invocation_id, Resume(invocation_id, deployment_id))
+    async def purge(self, invocation_id: bytes) -> bytes | None:
+        return await self._control(lambda sink: Purge(invocation_id, sink))
+
+    async def pause(self, invocation_id: bytes) -> bytes | None:
+        return await self._control(lambda sink: Pause(invocation_id, sink=sink))
+
+    async def resume(self, invocation_id: bytes, deployment_id: str | None) -> bytes | None:
+        return await self._control(lambda sink: Resume(invocation_id, deployment_id, sink))
+
+    async def _control(self, command_for: Callable[[IngressSink], Command]) -> bytes | None:
+        if self._closed:
+            raise SubmitUnavailable("the node is shutting down")
+        rid, sink = self._new_request()
+        command = command_for(sink)
+        fut: asyncio.Future[IngressReply] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            await self._append_one(self._partition_of(_invocation_of(command)), command)
+            try:
+                reply = await asyncio.wait_for(asyncio.shield(fut), CONTROL_ANSWER_WAIT_S)
+            except TimeoutError:
+                return None
+        finally:
+            self._pending.pop(rid, None)
+        if reply.rejection_code:
+            raise ControlRefused(reply.rejection_code, reply.rejection_message)
+        return None if reply.result is None else reply.result.value
 
     async def _append_to_owner(self, invocation_id: bytes, command: Command) -> None:
         """Append a command that needs no answer; returns once it is in the log."""
@@ -237,9 +265,13 @@ def _invocation_of(command: Command) -> bytes:
     match command:
         case Invoke(invocation=invocation):
             return invocation.invocation_id
-        case Attach(invocation_id=inv) | Output(invocation_id=inv):
+        case Attach(invocation_id=inv) | Output(invocation_id=inv) | Kill(invocation_id=inv):
             return inv
-    raise TypeError(f"not an ingress request: {command!r}")
+        case Purge(invocation_id=inv) | Pause(invocation_id=inv) | Resume(invocation_id=inv):
+            return inv
+        case Signal(signal=signal):
+            return signal.target
+    raise TypeError(f"not a request about one invocation: {command!r}")
 
 
 def _outcome(reply: IngressReply) -> CallOutcome:

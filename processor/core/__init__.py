@@ -87,10 +87,12 @@ from processor.core._model import (
     TimerKey,
     TimerKind,
 )
+from processor.core._sm_control import AdminOutcome
 from processor.core._state_machine import SELF, StateMachine, foreign_producer
 from processor.core._tables import ProducerId, Tables
 
 __all__ = [
+    "AdminOutcome",
     "AbortAttempt",
     "AckRunCompletion",
     "Action",

@@ -138,6 +138,7 @@ class Pause(msgspec.Struct, frozen=True, array_like=True, tag=True):
 
     invocation_id: InvocationIdBytes
     fence: int | None = None
+    sink: IngressSink | None = None
 
 
 InvokerEffect = JournalCommand | RunCompletion | Suspended | End | Fail | Pause
@@ -155,9 +156,10 @@ class Respond(msgspec.Struct, frozen=True, array_like=True, tag=True):
 
 class Signal(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """Deliver a signal to its target invocation (from another partition's outbox, the
-    ingress's awakeable API, or the admin API's cancel)."""
+    ingress's awakeable API, or the admin API's cancel, which gives a ``sink`` for the outcome)."""
 
     signal: InvocationSignal
+    sink: IngressSink | None = None
 
 
 class Query(msgspec.Struct, frozen=True, array_like=True, tag=True):
@@ -175,15 +177,18 @@ class Output(msgspec.Struct, frozen=True, array_like=True, tag=True):
 
 
 class Kill(msgspec.Struct, frozen=True, array_like=True, tag=True):
-    """End the invocation at once with failure 409 "killed", without the SDK."""
+    """End the invocation at once with failure 409 "killed", without the SDK. The admin API
+    gives a ``sink`` to hear the outcome (see `_sm_control`), as for Purge, Pause and Resume."""
 
     invocation_id: InvocationIdBytes
+    sink: IngressSink | None = None
 
 
 class Purge(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """Forget a completed invocation (its retained status and journal) before its retention ends."""
 
     invocation_id: InvocationIdBytes
+    sink: IngressSink | None = None
 
 
 class Resume(msgspec.Struct, frozen=True, array_like=True, tag=True):
@@ -192,6 +197,7 @@ class Resume(msgspec.Struct, frozen=True, array_like=True, tag=True):
 
     invocation_id: InvocationIdBytes
     deployment_id: str | None = None
+    sink: IngressSink | None = None
 
 
 class AnnounceLeader(msgspec.Struct, frozen=True, array_like=True, tag=True):

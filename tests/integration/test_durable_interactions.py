@@ -156,12 +156,17 @@ def test_kill_ends_without_the_handler_and_purge_forgets(http: NodeHttp, tmp_pat
     invocation = http.call("Long/wait/send", str(notes)).json()["invocationId"]
     wait_until(lambda: notes.exists(), 30, "the handler to start")
     attached = Background(lambda: get(http, f"/restate/invocation/{invocation}/attach"))
+    r = admin(http, "PATCH", f"/invocations/{invocation}/purge")
+    assert (r.status, r.json()["message"]) == (409, "the invocation is not completed yet")
     assert admin(http, "PATCH", f"/invocations/{invocation}/kill").status == 200
     r = attached.result()
     assert (r.status, r.json()["message"]) == (409, "killed")
     assert notes.read_text() == "started\n", "a killed handler runs nothing more"
     assert admin(http, "PATCH", f"/invocations/{invocation}/purge").status == 200
     wait_until(lambda: get(http, f"/restate/invocation/{invocation}/output").status == 404, 30, "the purge")
+    for action in ("kill", "cancel", "purge", "pause", "resume"):
+        r = admin(http, "PATCH", f"/invocations/{invocation}/{action}")
+        assert (r.status, r.json()["message"]) == (404, "invocation not found"), action
     assert admin(http, "PATCH", "/invocations/garbage/kill").status == 400
 
 
@@ -201,6 +206,7 @@ def test_a_paused_invocation_resumes_and_a_cancel_reaches_it(http: NodeHttp, tmp
     invocation = http.call("Long/wait/send", str(notes)).json()["invocationId"]
     wait_until(lambda: notes.exists(), 30, "the handler to start")
     assert admin(http, "PATCH", f"/invocations/{invocation}/pause").status == 202
+    assert admin(http, "PATCH", f"/invocations/{invocation}/pause").status == 200, "paused already"
     assert admin(http, "PATCH", f"/invocations/{invocation}/resume").status == 200
     assert admin(http, "PATCH", f"/invocations/{invocation}/pause").status == 202
     # Paused: the cancel is journaled and resumes it, so the handler runs its compensation.

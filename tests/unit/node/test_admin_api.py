@@ -20,7 +20,8 @@ from metadata import LocalMetadataStore
 from metadata.schema import ServiceType, load_schema
 from node.admin_api import SERVER_VERSION, add_admin_routes
 from node.discovery import Discovered, DiscoveryError
-from processor.core._model import InvocationSignal
+from node.ingress import ControlRefused
+from processor.core import AdminOutcome
 from processor.ids import DeploymentId, InvocationId
 from processor.protocol.manifest import parse_manifest
 from tests.support.node_http import served
@@ -60,20 +61,33 @@ class RecordingControl:
     def __init__(self) -> None:
         self.done: list[tuple[str, bytes, int]] = []
 
-    async def signal(self, signal: InvocationSignal) -> None:
-        self.done.append(("signal", signal.target, signal.index))
+    async def cancel(self, invocation_id: bytes) -> bytes | None:
+        return self._record("cancel", invocation_id)
 
-    async def kill(self, invocation_id: bytes) -> None:
-        self.done.append(("kill", invocation_id, 0))
+    async def kill(self, invocation_id: bytes) -> bytes | None:
+        return self._record("kill", invocation_id)
 
-    async def purge(self, invocation_id: bytes) -> None:
-        self.done.append(("purge", invocation_id, 0))
+    async def purge(self, invocation_id: bytes) -> bytes | None:
+        return self._record("purge", invocation_id)
 
-    async def pause(self, invocation_id: bytes) -> None:
-        self.done.append(("pause", invocation_id, 0))
+    async def pause(self, invocation_id: bytes) -> bytes | None:
+        return self._record("pause", invocation_id)
 
-    async def resume(self, invocation_id: bytes, deployment_id: str | None) -> None:
-        self.done.append(("resume", invocation_id, deployment_id or 0))
+    async def resume(self, invocation_id: bytes, deployment_id: str | None) -> bytes | None:
+        return self._record("resume", invocation_id, deployment_id or 0)
+
+    def _record(self, action: str, invocation_id: bytes, extra: object = 0) -> bytes | None:
+        """Answers as the partition would, by the id's first byte: 1 unknown, 2 completed, 3
+        done at once / paused already, anything else the usual outcome (or none in time)."""
+        self.done.append((action, invocation_id, extra))
+        match invocation_id[0]:
+            case 1:
+                raise ControlRefused(404, "invocation not found")
+            case 2:
+                raise ControlRefused(409, "the invocation was already completed")
+            case 3:
+                return AdminOutcome.ALREADY if action == "pause" else AdminOutcome.DONE
+        return None
 
 
 def serve(tmp_path: Path, body: Body, control: RecordingControl | None = None) -> None:
@@ -425,11 +439,11 @@ def test_cancel_kill_and_purge_are_appended_for_the_invocation(tmp_path: Path):
 
     serve(tmp_path, body, control)
     assert control.done == [
-        ("signal", raw, 1),
+        ("cancel", raw, 0),
         ("kill", raw, 0),
         ("purge", raw, 0),
         ("kill", raw, 0),
-        ("signal", raw, 1),
+        ("cancel", raw, 0),
         ("pause", raw, 0),
         ("resume", raw, 0),
         ("resume", raw, 0),
@@ -480,6 +494,25 @@ def test_a_deployment_is_updated_in_place_when_sufficiently_similar(tmp_path: Pa
         assert status == 400
 
     serve(tmp_path, body)
+
+
+def test_invocation_actions_answer_with_the_partitions_outcome(tmp_path: Path):
+    unknown, completed, early = (InvocationId(first << 56, 2) for first in (1, 2, 3))
+
+    async def body(session, base, discovery, store):
+        for action in ("cancel", "kill", "purge", "pause", "resume"):
+            status, _, reply = await call(session, "PATCH", f"{base}/v4/invocations/{unknown}/{action}")
+            assert (status, json.loads(reply)["message"]) == (404, "invocation not found"), action
+            status, _, reply = await call(session, "PATCH", f"{base}/v4/invocations/{completed}/{action}")
+            assert status == 409 and "already completed" in json.loads(reply)["message"], action
+        # A cancel that ended an invocation before it started is 200; a pause of a paused one too.
+        for action, expected in (("cancel", 200), ("pause", 200), ("kill", 200), ("resume", 200)):
+            status, _, _ = await call(session, "PATCH", f"{base}/v4/invocations/{early}/{action}")
+            assert status == expected, action
+        status, _, _ = await call(session, "DELETE", f"{base}/invocations/{unknown}?mode=kill")
+        assert status == 404
+
+    serve(tmp_path, body, RecordingControl())
 
 
 def test_invocation_actions_need_partition_processors(tmp_path: Path):

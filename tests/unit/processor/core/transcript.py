@@ -23,6 +23,8 @@ clock, which otherwise stays put; leader commands take ``epoch= seq=`` to forge 
     kill inv= / purge inv=                Kill, Purge (admin API)
     pause inv= [by=invoker]               Pause: from the admin API, or the invoker's proposal
     resume inv= [deployment=]             Resume (admin API)
+                                          (signal, kill, purge, pause, resume: req=N to be told
+                                          the outcome, as the admin API is)
     output inv= req=                      the ingress's get-output
     shuffle from=P [only=INDEX]           deliver partition P's outbox (ForeignPartition dedup)
     respond caller= id= callee= (value= | failure=) from= seq=   a forged call response
@@ -438,26 +440,31 @@ class Env:
             result = Result(value=case.arg("value").encode())
         name = case.arg("name") if case.has("name") else None
         signal = InvocationSignal(inv, index=case.int_arg("idx", 0), name=name, result=result)
-        return self.append(self.partition_of(inv), self.envelope(Signal(signal)))
+        return self.append(self.partition_of(inv), self.envelope(Signal(signal, self.admin_sink(case))))
+
+    def admin_sink(self, case: TestCase) -> IngressSink | None:
+        """The admin API's request number (``req=``), if it waits for the outcome."""
+        return IngressSink(0, 0, case.int_arg("req")) if case.has("req") else None
 
     def do_kill(self, case: TestCase) -> list[str]:
         inv = self.id(case.arg("inv"))
-        return self.append(self.partition_of(inv), self.envelope(Kill(inv)))
+        return self.append(self.partition_of(inv), self.envelope(Kill(inv, self.admin_sink(case))))
 
     def do_pause(self, case: TestCase) -> list[str]:
         inv = self.id(case.arg("inv"))
         if case.arg("by", "admin") == "invoker":
             return self.effect(case, Pause(inv), inv)
-        return self.append(self.partition_of(inv), self.envelope(Pause(inv)))
+        return self.append(self.partition_of(inv), self.envelope(Pause(inv, sink=self.admin_sink(case))))
 
     def do_resume(self, case: TestCase) -> list[str]:
         inv = self.id(case.arg("inv"))
         deployment = case.arg("deployment") if case.has("deployment") else None
-        return self.append(self.partition_of(inv), self.envelope(Resume(inv, deployment)))
+        command = Resume(inv, deployment, self.admin_sink(case))
+        return self.append(self.partition_of(inv), self.envelope(command))
 
     def do_purge(self, case: TestCase) -> list[str]:
         inv = self.id(case.arg("inv"))
-        return self.append(self.partition_of(inv), self.envelope(Purge(inv)))
+        return self.append(self.partition_of(inv), self.envelope(Purge(inv, self.admin_sink(case))))
 
     def do_output(self, case: TestCase) -> list[str]:
         inv = self.id(case.arg("inv"))
