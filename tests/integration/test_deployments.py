@@ -70,3 +70,27 @@ def test_invocations_stay_on_their_deployment_until_it_is_moved(
         assert services["deployment_id"] == dp_a
         assert http.call("Versioned/pid").json() == pid_b  # A's address is B's now
         assert [d["id"] for d in admin(http, "GET", "/deployments").json()["deployments"]] == [dp_a]
+
+
+def test_a_request_response_deployment_suspends_and_resumes(
+    tmp_path: Path,
+    asgi_servers: AsgiServers,  # noqa: F811
+) -> None:
+    """Over HTTP/1.1 every wait ends the attempt with a suspension; the resolved awakeable
+    resumes it with the whole journal, and the ``ctx.run`` that published the id is replayed,
+    not run again (the file is written once)."""
+    sdk = asgi_servers.start(APP)
+    assert sdk.proc is not None
+    with running_node(tmp_path / "node") as node:
+        http = node.http
+        r = admin(http, "POST", "/deployments", {"uri": sdk.url, "use_http_11": True})
+        assert r.status == 201 and r.json()["services"][0]["name"] == "Versioned"
+        deployment = admin(http, "GET", f"/deployments/{r.json()['id']}").json()
+        assert (deployment["protocol_type"], deployment["http_version"]) == ("RequestResponse", "HTTP/1.1")
+        awakeable_file = tmp_path / "awakeable"
+        invocation = http.call("Versioned/wait/send", str(awakeable_file)).json()["invocationId"]
+        first_id = wait_until(lambda: awakeable_file.exists() and awakeable_file.read_text(), 30, "the id")
+        resolve(http, awakeable_file, "late")
+        r = attach(http, invocation)
+        assert (r.status, r.json()) == (200, f"late from {sdk.proc.pid}")
+        assert awakeable_file.read_text() == first_id

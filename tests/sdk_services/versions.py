@@ -3,7 +3,7 @@ ran an invocation: every answer names the serving process.
 
 hypercorn tests.sdk_services.versions:app
 
-* ``Versioned/wait``: makes an awakeable, writes its id to the file named by the argument (in a
+* ``Versioned/wait``: makes an awakeable, writes its id to the file named by the argument (appends it, in a
   ``ctx.run``, so once) and returns ``"<value> from <pid>"`` once it is resolved.
 * ``Versioned/pid``: returns the serving process's pid.
 """
@@ -22,7 +22,7 @@ async def wait(ctx: restate.Context, path: str) -> str:
     awakeable_id, promise = ctx.awakeable(type_hint=str)
 
     async def publish() -> None:
-        with open(path, "w") as f:
+        with open(path, "a") as f:  # appended: a second run would show
             f.write(awakeable_id)
 
     await ctx.run_typed("publish", publish)
