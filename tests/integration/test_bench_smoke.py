@@ -1,4 +1,4 @@
-"""The append benchmark runs end to end against a real single node and leaves nothing running.
+"""The append and invoke benchmarks run end to end against a real single node and leave nothing running.
 
 Only that every figure exists and is positive: timings on a shared machine are not assertable."""
 
@@ -6,13 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.procs import clean_env
+from tests.support.procs import DURASTATE, clean_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,11 +46,10 @@ def bench_dir(tmp_path: Path) -> Iterator[Path]:
                 pass
 
 
-@pytest.mark.timeout(180)
-def test_append_benchmark_on_one_node(bench_dir: Path) -> None:
+def run_bench(args: list[str], base: Path) -> dict:
+    """`durastate <args> --json --base-dir <base>`; its JSON report."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.append_latency", "--nodes", "1", "--duration", "1", "--json"]
-        + ["--base-dir", str(bench_dir)],
+        [*DURASTATE, *args, "--json", "--base-dir", str(base)],
         cwd=REPO,
         env=clean_env(),
         capture_output=True,
@@ -59,7 +57,12 @@ def test_append_benchmark_on_one_node(bench_dir: Path) -> None:
         timeout=150,
     )
     assert result.returncode == 0, f"benchmark failed:\n{result.stderr[-3000:]}"
-    report = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+@pytest.mark.timeout(180)
+def test_append_benchmark_on_one_node(bench_dir: Path) -> None:
+    report = run_bench(["bench", "append", "--nodes", "1", "--duration", "1"], bench_dir)
 
     for key in ("fsync_p50_ms", "fsync_p99_ms", "rtt_p50_ms", "grpc_rtt_p50_ms"):
         assert report["floor"][key] > 0, key
@@ -75,5 +78,26 @@ def test_append_benchmark_on_one_node(bench_dir: Path) -> None:
     assert report["failover_s"] is None, "failover needs more than one node"
     rss = report["node_peak_rss_mb"]["1"]["n1"]
     assert rss["node_mb"] > 0 and rss["etcd_mb"] > 0, rss
+
+    assert processes_under(bench_dir) == [], "the benchmark left processes running"
+
+
+@pytest.mark.timeout(180)
+def test_invoke_benchmark_on_one_node(bench_dir: Path) -> None:
+    report = run_bench(
+        ["bench", "invoke", "--setup", "single", "--duration", "1", "--warmup", "0.5"]
+        + ["--workload", "noop,add", "--concurrency", "1,2"],
+        bench_dir,
+    )
+
+    rows = {(r["server"], r["setup"], r["workload"], r["concurrency"]): r for r in report["rows"]}
+    assert set(rows) == {("durastate", "single", w, c) for w in ("noop", "add") for c in (1, 2)}
+    for row in rows.values():
+        assert row["nodes"] == 1 and row["errors"] == 0, row
+        for key in ("p50_ms", "p99_ms", "requests_per_s", "invocations", "server_cpu_ms", "records_per_invocation"):
+            assert row[key] > 0, (key, row)
+        assert row["sdk_cpu_ms"] >= 0 and row["p50_ms"] <= row["p99_ms"], row
+    # Without --vs-restate there is nothing to compare with.
+    assert report["ratios"] == [] and report["targets"] == []
 
     assert processes_under(bench_dir) == [], "the benchmark left processes running"
