@@ -17,8 +17,8 @@ the server's admin API (POST /deployments). Workloads:
 Setups: ``single``, one ``durastate server`` process with its defaults (local metadata, its own
 temporary base dir, free ports); ``cluster``, three nodes with every role (etcd metadata, log and
 partition replication 2). With ``--vs-restate`` the same points run against restate-server
-VERSION (installed with npm under ~/.cache/durastate the first time; ``--restate-server PATH``
-uses another copy of the same version): one node, or three with replication 2 as its cluster
+1.7.12 (bench/restate_server.py; installed with npm under ~/.cache/durastate the first time,
+``--restate-server PATH`` uses another copy of the same version): one node, or three with replication 2 as its cluster
 docs configure them. Each server gets its own hypercorn process, the same app.
 
 Load: a closed loop in this process, ``c`` tasks on aiohttp (HTTP/1.1, kept-alive connections),
@@ -89,11 +89,13 @@ STOP_TIMEOUT_S = 20.0
 MAX_ERROR_FRACTION = 0.01
 DURASTATE_RECORDS_METRIC = "durastate_bifrost_appended_records_total"
 
-# The issue's targets, durastate / restate (printed, never asserted).
+# The issue's targets, durastate / restate, printed and never asserted: (workload, setup,
+# concurrency, ratio, bound, what); None matches any, and a concurrency of None means the highest
+# one measured (where the reference figures put CPU per invocation).
 TARGETS = (
-    ("three", "cluster", 1, "p50_ms", 1.0, "3 x ctx.run p50 on 3 nodes"),
-    ("noop", "single", 1, "p50_ms", 1.0, "no-op p50 on one node"),
-    (None, None, None, "server_cpu_ms", 2.0, "server CPU-ms per invocation"),
+    ("three", "cluster", 1, "p50", 1.0, "3 x ctx.run p50 on 3 nodes, c=1"),
+    ("noop", "single", 1, "p50", 1.0, "no-op p50 on one node, c=1"),
+    (None, None, None, "server_cpu", 2.0, "server CPU-ms per invocation at the highest concurrency"),
 )
 
 
@@ -489,19 +491,26 @@ def ratios(points: list[Point]) -> list[dict[str, Any]]:
 
 
 def verdicts(rs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target against the worst matching ratio row."""
+    top = max((r["concurrency"] for r in rs), default=0)
     out = []
-    for workload, setup, c, metric, bound, what in TARGETS:
-        key = "p50" if metric == "p50_ms" else "server_cpu"
+    for workload, setup, c, key, bound, what in TARGETS:
         found = [
             r
             for r in rs
-            if (workload is None or r["workload"] == workload)
-            and (setup is None or r["setup"] == setup)
-            and (c is None or r["concurrency"] == c)
+            if workload in (None, r["workload"]) and setup in (None, r["setup"]) and r["concurrency"] == (c or top)
         ]
         if found:
-            worst = max(r[key] for r in found)
-            out.append({"target": what, "bound": bound, "ratio": worst, "met": worst <= bound})
+            worst = max(found, key=lambda r: r[key])
+            out.append(
+                {
+                    "target": what,
+                    "bound": bound,
+                    "ratio": worst[key],
+                    "worst": f"{worst['setup']} {worst['workload']} c={worst['concurrency']}",
+                    "met": worst[key] <= bound,
+                }
+            )
     return out
 
 
@@ -561,7 +570,7 @@ def render(points: list[Point], rs: list[dict[str, Any]], vs: list[dict[str, Any
         out += ["", "targets (durastate / restate; not asserted):"]
         for v in vs:
             out.append(
-                f"  {v['target']}: {v['ratio']:.2f}x (target <= {v['bound']:g}x, worst row) "
+                f"  {v['target']}: {v['ratio']:.2f}x (target <= {v['bound']:g}x; worst: {v['worst']}) "
                 f"{'met' if v['met'] else 'MISSED'}"
             )
     return "\n".join(out)
