@@ -631,6 +631,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     p.add_argument("--base-dir", type=Path, help="where servers keep their data (default: a new temporary dir)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON document")
+    p.add_argument("--json-out", type=Path, help="also write the JSON document to this file")
     return p
 
 
@@ -681,8 +682,11 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(base, ignore_errors=True)
     rs = ratios(points)
     vs = verdicts(rs)
+    report = to_json(points, rs, vs, plan)
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
-        print(json.dumps(to_json(points, rs, vs, plan), indent=2))
+        print(json.dumps(report, indent=2))
     else:
         print(render(points, rs, vs))
     return 0
