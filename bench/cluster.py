@@ -72,6 +72,14 @@ def cpu_s(pids: list[int]) -> float:
     return sum(info.cpu_s for pid in pids if (info := process_info(pid)) is not None)
 
 
+def machine_busy_s() -> float:
+    """CPU time every core of the machine spent busy since boot (user, nice, system, irq, softirq)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
+    return (user + nice + system + irq + softirq) / _CLK_TCK
+
+
 class BenchCluster:
     """``count`` nodes under ``base_dir`` with free ports; every node is stopped on exit, and
     exit fails loudly if any process of any node's group is still alive afterwards."""

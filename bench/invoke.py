@@ -65,7 +65,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import restate_server
-from bench.cluster import BenchCluster, cpu_s, descendants
+from bench.cluster import BenchCluster, cpu_s, descendants, machine_busy_s
 from bench.common import BenchError, Window, int_list, positive_float, progress
 from bench.common import run as run_loop
 from bench.stats import percentile, table
@@ -322,6 +322,7 @@ class Point:
     sdk_cpu_ms: float
     client_cpu_ms: float
     records_per_invocation: float | None
+    others_cores: float
 
 
 async def _scrape(session: aiohttp.ClientSession, urls: list[str], metric: str) -> float | None:
@@ -337,9 +338,10 @@ async def _scrape(session: aiohttp.ClientSession, urls: list[str], metric: str) 
     return total if seen else None
 
 
-def _cpu(server_pids: list[int], sdk_pids: list[int]) -> tuple[float, float, float]:
+def _cpu(server_pids: list[int], sdk_pids: list[int]) -> tuple[float, float, float, float]:
+    """CPU seconds so far: the server's, the SDK's, this process's, and the whole machine's."""
     t = os.times()
-    return cpu_s(server_pids), cpu_s(sdk_pids), t.user + t.system
+    return cpu_s(server_pids), cpu_s(sdk_pids), t.user + t.system, machine_busy_s()
 
 
 async def _call(session: aiohttp.ClientSession, url: str, body: bytes | None) -> str | None:
@@ -429,6 +431,8 @@ async def measure_point(
         server_cpu_ms=(cpu1[0] - cpu0[0]) / n * 1e3,
         sdk_cpu_ms=(cpu1[1] - cpu0[1]) / n * 1e3,
         client_cpu_ms=(cpu1[2] - cpu0[2]) / n * 1e3,
+        # What the rest of the machine used meanwhile (other programs on these shared cores).
+        others_cores=max(0.0, (cpu1[3] - cpu0[3]) - sum(cpu1[i] - cpu0[i] for i in range(3))) / elapsed,
         records_per_invocation=records,
     )
 
@@ -536,16 +540,18 @@ def render(points: list[Point], rs: list[dict[str, Any]], vs: list[dict[str, Any
             _f(p.sdk_cpu_ms),
             _f(p.client_cpu_ms),
             _f(p.records_per_invocation, 1),
+            _f(p.others_cores),
             str(p.errors),
         ]
         for p in points
     ]
     headers = ["setup", "nodes", "server", "workload", "c", "p50 ms", "p99 ms", "req/s"]
-    out = [table([*headers, "server CPU-ms/inv", "SDK CPU-ms/inv", "load CPU-ms/inv", "records/inv", "errors"], rows)]
+    out = [table([*headers, "server CPU-ms/inv", "SDK CPU-ms/inv", "load CPU-ms/inv", "records/inv", "others cores", "errors"], rows)]
     out.append(
         "CPU-ms/inv: user + system CPU over the window / invocations answered in it (server: every server "
         "process and its children; SDK: hypercorn; load: this process); records/inv: log records appended "
-        "per invocation, from the nodes' metrics"
+        "per invocation, from the nodes' metrics; others cores: CPU the rest of the machine used during the "
+        "window, in cores (other programs on the shared cores: a large value makes the row suspect)"
     )
     if rs:
         out += ["", "durastate / restate (same run, same SDK process type, same load generator):"]

@@ -96,7 +96,7 @@ def test_invoke_benchmark_on_one_node(bench_dir: Path) -> None:
         assert row["nodes"] == 1 and row["errors"] == 0, row
         for key in ("p50_ms", "p99_ms", "requests_per_s", "invocations", "server_cpu_ms", "records_per_invocation"):
             assert row[key] > 0, (key, row)
-        assert row["sdk_cpu_ms"] >= 0 and row["p50_ms"] <= row["p99_ms"], row
+        assert row["sdk_cpu_ms"] >= 0 and row["others_cores"] >= 0 and row["p50_ms"] <= row["p99_ms"], row
     # Without --vs-restate there is nothing to compare with.
     assert report["ratios"] == [] and report["targets"] == []
 
