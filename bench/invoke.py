@@ -64,7 +64,7 @@ from typing import Any, Protocol
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import restate_server
+from bench import pyspy, restate_server
 from bench.cluster import BenchCluster, cpu_s, descendants, machine_busy_s
 from bench.common import BenchError, Window, int_list, positive_float, progress
 from bench.common import run as run_loop
@@ -132,6 +132,10 @@ class Server(Protocol):
     records_metric: str
 
     def pids(self) -> list[int]: ...
+
+    def node_pids(self) -> dict[str, int]:
+        """durastate's node processes by node name, for py-spy (none for restate-server)."""
+        ...
 
 
 def _clean_env(prefix: str) -> dict[str, str]:
@@ -201,6 +205,9 @@ class DurastateSingle:
     def pids(self) -> list[int]:
         return [] if self._proc is None or self._proc.poll() is not None else descendants([self._proc.pid])
 
+    def node_pids(self) -> dict[str, int]:
+        return {} if self._proc is None else {"n1": self._proc.pid}
+
     def stop(self) -> None:
         if self._proc is None or self._proc.poll() is not None:
             return
@@ -242,8 +249,10 @@ class DurastateCluster:
         self._bc.stop_all()
 
     def pids(self) -> list[int]:
-        roots = [pid for n in self._bc.nodes if (pid := self._bc.cluster.pid(n)) is not None]
-        return descendants(roots)
+        return descendants(list(self.node_pids().values()))
+
+    def node_pids(self) -> dict[str, int]:
+        return {n.name: pid for n in self._bc.nodes if (pid := self._bc.cluster.pid(n)) is not None}
 
 
 class Restate:
@@ -268,6 +277,9 @@ class Restate:
 
     def pids(self) -> list[int]:
         return self._nodes.pids()
+
+    def node_pids(self) -> dict[str, int]:
+        return {}
 
 
 class UvloopAsgiServer(AsgiServer):
@@ -323,6 +335,8 @@ class Point:
     client_cpu_ms: float
     records_per_invocation: float | None
     others_cores: float
+    # With --py-spy: share of the nodes' GIL-held samples per component (bench/pyspy.py).
+    profile: dict[str, Any] | None = None
 
 
 async def _scrape(session: aiohttp.ClientSession, urls: list[str], metric: str) -> float | None:
@@ -370,7 +384,13 @@ async def until_ready(server: Server, workloads: list[Workload]) -> None:
 
 
 async def measure_point(
-    server: Server, sdk_pid: int, workload: Workload, concurrency: int, warmup_s: float, duration_s: float
+    server: Server,
+    sdk_pid: int,
+    workload: Workload,
+    concurrency: int,
+    warmup_s: float,
+    duration_s: float,
+    profile_dir: Path | None = None,
 ) -> Point:
     w = Window()
     numbers = iter(range(sys.maxsize))
@@ -400,6 +420,10 @@ async def measure_point(
             server_pids, sdk_pids = server.pids(), descendants([sdk_pid])
             records0 = await _scrape(session, server.metrics_urls, server.records_metric)
             cpu0 = _cpu(server_pids, sdk_pids)
+            spy = None
+            if profile_dir is not None and server.node_pids():
+                label = f"{server.setup}-{workload.name}-c{concurrency}"
+                spy = pyspy.PySpy(profile_dir, label, server.node_pids(), duration_s)
             w.start = time.perf_counter()
             w.end = w.start + duration_s
             await asyncio.sleep(duration_s)
@@ -408,10 +432,16 @@ async def measure_point(
             records1 = await _scrape(session, server.metrics_urls, server.records_metric)
             w.stop = True
             await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S)
+            if spy is not None:
+                await asyncio.to_thread(spy.wait)
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+    profile = None
+    if spy is not None:
+        samples, components, functions = pyspy.summarize(spy.files)
+        profile = {"samples": samples, "components": dict(components), "functions": dict(functions[:15])}
     label = f"{server.kind} {server.setup} {workload.name} c={concurrency}"
     if w.sick(MAX_ERROR_FRACTION):
         raise BenchError(f"{label}: requests: {w.failures()}")
@@ -434,6 +464,7 @@ async def measure_point(
         # What the rest of the machine used meanwhile (other programs on these shared cores).
         others_cores=max(0.0, (cpu1[3] - cpu0[3]) - sum(cpu1[i] - cpu0[i] for i in range(3))) / elapsed,
         records_per_invocation=records,
+        profile=profile,
     )
 
 
@@ -446,6 +477,7 @@ class Plan:
     concurrencies: list[int]
     warmup_s: float
     duration_s: float
+    profile_dir: Path | None = None
 
 
 def measure_server(server_cm: Any, base_dir: Path, plan: Plan) -> list[Point]:
@@ -467,7 +499,11 @@ def measure_server(server_cm: Any, base_dir: Path, plan: Plan) -> list[Point]:
                     f"{plan.warmup_s:g}s warm-up + {plan.duration_s:g}s"
                 )
                 points.append(
-                    run_loop(measure_point(server, sdk.proc.pid, workload, c, plan.warmup_s, plan.duration_s))
+                    run_loop(
+                        measure_point(
+                            server, sdk.proc.pid, workload, c, plan.warmup_s, plan.duration_s, plan.profile_dir
+                        )
+                    )
                 )
     return points
 
@@ -579,6 +615,17 @@ def render(points: list[Point], rs: list[dict[str, Any]], vs: list[dict[str, Any
                 f"  {v['target']}: {v['ratio']:.2f}x (target <= {v['bound']:g}x; worst: {v['worst']}) "
                 f"{'met' if v['met'] else 'MISSED'}"
             )
+    for p in points:
+        if p.profile:
+            out += [
+                "",
+                f"py-spy, {p.server} {p.setup} {p.workload} c={p.concurrency}: {p.profile['samples']} GIL-held "
+                f"samples over {p.nodes} node(s) at {pyspy.RATE_HZ} Hz (the figures above are disturbed by it)",
+                "  by component: "
+                + ", ".join(f"{k} {v:.0%}" for k, v in list(p.profile["components"].items())[:12]),
+                "  deepest own functions:",
+                *(f"    {v:5.1%}  {k}" for k, v in list(p.profile["functions"].items())[:10]),
+            ]
     return "\n".join(out)
 
 
@@ -638,6 +685,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--base-dir", type=Path, help="where servers keep their data (default: a new temporary dir)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON document")
     p.add_argument("--json-out", type=Path, help="also write the JSON document to this file")
+    p.add_argument(
+        "--py-spy",
+        type=Path,
+        dest="py_spy",
+        metavar="DIR",
+        help="sample durastate's node processes with py-spy during each window (raw stacks to DIR, "
+        "shares by component printed); figures measured so are disturbed by the sampling",
+    )
     return p
 
 
@@ -657,7 +712,7 @@ def _sigterm_stops() -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     setups = ["single", "cluster"] if args.setup == "both" else [args.setup]
-    plan = Plan(args.workload, args.concurrency, args.warmup, args.duration)
+    plan = Plan(args.workload, args.concurrency, args.warmup, args.duration, args.py_spy)
     own_dir = args.base_dir is None
     base = (Path(tempfile.mkdtemp(prefix="durastate-bench-invoke-")) if own_dir else args.base_dir).absolute()
     used = [d.name for d in base.iterdir()] if base.exists() else []
