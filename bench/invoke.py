@@ -1,18 +1,24 @@
 """Invocations through the ingress: latency, throughput and cost per invocation, end to end, and
 side by side with the real Restate server.
 
-    durastate bench invoke [--setup single|cluster|both] [--workload noop,three,add,hot]
+    durastate bench invoke [--setup single|cluster|both] [--workload noop,three,add,hot,promise,sleep]
         [--concurrency 1,32] [--duration S] [--warmup S] [--vs-restate] [--json]
     python -m bench.invoke ...
 
-Run from a checkout: the service is ``tests/sdk_services/invoker_suite.py``, written with the
-official Python SDK and served by hypercorn (uvloop) in a process of its own, registered through
-the server's admin API (POST /deployments). Workloads:
+Run from a checkout: the services are ``tests/sdk_services/invoker_suite.py`` (its ``bench_app``),
+written with the official Python SDK and served by hypercorn (uvloop) in a process of its own,
+registered through the server's admin API (POST /deployments) as two deployments: the process's
+root (bidi) and its ``/suspending`` mount (request/response). Workloads:
 
 * ``noop``: ``Steps/noop``, a handler that returns at once;
 * ``three``: ``Steps/three``, three ``ctx.run`` steps;
 * ``add``: ``Counter/k{i}/add`` over 1024 keys, an exclusive virtual-object handler;
-* ``hot``: ``Counter/hot/add``, every call on one key (they queue behind each other).
+* ``hot``: ``Counter/hot/add``, every call on one key (they queue behind each other);
+* ``promise``: ``Handshake/{id}/run``, a new workflow per request, whose run sends its shared
+  handler ``open``, which resolves the durable promise the run awaits (two invocations and a
+  promise per request; the figures are per request);
+* ``sleep``: ``Pause/zero``, ``ctx.sleep(0)`` on the request/response deployment: the SDK suspends,
+  the server fires the timer and resumes the invocation in a second attempt.
 
 Setups: ``single``, one ``durastate server`` process with its defaults (local metadata, its own
 temporary base dir, free ports); ``cluster``, three nodes with every role (etcd metadata, log and
@@ -43,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -72,9 +79,10 @@ from bench.stats import percentile, table
 from node.config import ROLES, BifrostConfig
 from node.local_cluster import ClusterError, tail
 from node.ports import LOOPBACK, free_ports
+from tests.sdk_services.invoker_suite import SUSPENDING_MOUNT
 from tests.support.sdk_server import AsgiServer
 
-APP = "tests.sdk_services.invoker_suite:app"
+APP = "tests.sdk_services.invoker_suite:bench_app"
 REPO = Path(__file__).resolve().parents[1]
 OBJECT_KEYS = 1024
 CLUSTER_NODES = 3
@@ -114,6 +122,8 @@ WORKLOADS = {
         Workload("three", "3 x ctx.run", lambda i: "Steps/three", b'"x"'),
         Workload("add", f"object add, {OBJECT_KEYS} keys", lambda i: f"Counter/k{i % OBJECT_KEYS}/add", b"1"),
         Workload("hot", "object add, one hot key", lambda i: "Counter/hot/add", b"1"),
+        Workload("promise", "workflow + promise", lambda i: f"Handshake/w{i}/run", None),
+        Workload("sleep", "sleep(0), suspend + resume", lambda i: "Pause/zero", None),
     )
 }
 
@@ -371,15 +381,19 @@ async def _call(session: aiohttp.ClientSession, url: str, body: bytes | None) ->
         return repr(e)
 
 
-async def until_ready(server: Server, workloads: list[Workload]) -> None:
+async def until_ready(server: Server, workloads: list[Workload], numbers: Iterator[int]) -> None:
     """Every workload answered once through every node: partitions have leaders, schema is known."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)) as session:
         for port in server.ingress_ports:
             for w in workloads:
                 deadline = time.monotonic() + READY_TIMEOUT_S
-                while (error := await _call(session, f"http://{LOOPBACK}:{port}/{w.path(0)}", w.body)) is not None:
+                while True:
+                    path = w.path(next(numbers))
+                    error = await _call(session, f"http://{LOOPBACK}:{port}/{path}", w.body)
+                    if error is None:
+                        break
                     if time.monotonic() > deadline:
-                        raise BenchError(f"{server.kind} {server.setup}: {w.path(0)} not answered: {error}")
+                        raise BenchError(f"{server.kind} {server.setup}: {path} not answered: {error}")
                     await asyncio.sleep(0.2)
 
 
@@ -390,10 +404,11 @@ async def measure_point(
     concurrency: int,
     warmup_s: float,
     duration_s: float,
+    numbers: Iterator[int],
     profile_dir: Path | None = None,
 ) -> Point:
+    """One point; ``numbers`` are shared by every point on this server (a workflow id runs once)."""
     w = Window()
-    numbers = iter(range(sys.maxsize))
     urls = [f"http://{LOOPBACK}:{p}/" for p in server.ingress_ports]
 
     async def worker(i: int, session: aiohttp.ClientSession) -> None:
@@ -491,7 +506,9 @@ def measure_server(server_cm: Any, base_dir: Path, plan: Plan) -> list[Point]:
         assert sdk.proc is not None
         server: Server = stack.enter_context(server_cm)
         register(server, sdk.url)
-        run_loop(until_ready(server, plan.workloads))
+        register(server, sdk.url + SUSPENDING_MOUNT)
+        numbers = itertools.count()
+        run_loop(until_ready(server, plan.workloads, numbers))
         for workload in plan.workloads:
             for c in plan.concurrencies:
                 progress(
@@ -501,7 +518,14 @@ def measure_server(server_cm: Any, base_dir: Path, plan: Plan) -> list[Point]:
                 points.append(
                     run_loop(
                         measure_point(
-                            server, sdk.proc.pid, workload, c, plan.warmup_s, plan.duration_s, plan.profile_dir
+                            server,
+                            sdk.proc.pid,
+                            workload,
+                            c,
+                            plan.warmup_s,
+                            plan.duration_s,
+                            numbers,
+                            plan.profile_dir,
                         )
                     )
                 )
