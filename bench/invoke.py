@@ -62,16 +62,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import pyspy, restate_server
+from bench.cleanup import stops_everything_started
 from bench.cluster import BenchCluster, cpu_s, descendants, machine_busy_s
 from bench.common import BenchError, Window, int_list, positive_float, progress
 from bench.common import run as run_loop
@@ -720,20 +720,6 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return p
 
 
-@contextmanager
-def _sigterm_stops() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so that every process started is stopped on the way out."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run(args: argparse.Namespace) -> int:
     setups = ["single", "cluster"] if args.setup == "both" else [args.setup]
     plan = Plan(args.workload, args.concurrency, args.warmup, args.duration, args.py_spy)
@@ -746,7 +732,7 @@ def run(args: argparse.Namespace) -> int:
     base.mkdir(parents=True, exist_ok=True)
     points: list[Point] = []
     try:
-        with _sigterm_stops():
+        with stops_everything_started():
             binary = None
             if args.vs_restate:
                 binary = restate_server.ensure_installed(restate_server.DEFAULT_CACHE_DIR, args.restate_server)
@@ -759,6 +745,11 @@ def run(args: argparse.Namespace) -> int:
                     where = base / f"restate-{setup}"
                     progress(f"restate-server {restate_server.VERSION}, {setup}, under {where}")
                     points += measure_server(Restate(binary, where, setup), where, plan)
+    except KeyboardInterrupt:
+        print("interrupted: every process this run started is stopped", file=sys.stderr)
+        if own_dir:
+            shutil.rmtree(base, ignore_errors=True)
+        return 130
     except (BenchError, ClusterError) as e:
         # The servers' logs under the base dir are what explains a failure: keep them.
         print(f"error: {e} (logs under {base})", file=sys.stderr)
