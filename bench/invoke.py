@@ -40,6 +40,9 @@ generator's) CPU-ms per invocation, log records per invocation (the nodes' metri
 ``restate_bifrost_sequencer_committed_records_total``), and failed requests. The ratios are
 durastate / restate for the same setup, workload and concurrency.
 
+However the run ends (done, failed, Ctrl-C, SIGTERM: exit status 130), every process it started
+is stopped (bench/cleanup.py); a failed run keeps the servers' logs under its base dir.
+
 The machine's cores are shared by the server, the SDK and the load generator: compare figures
 from one run, not across machines. restate-server itself asks api.github.com for its latest
 release once at start (unconditionally); every other connection here is on loopback.
