@@ -34,16 +34,18 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
 from bench.cluster import BenchCluster, ProcessInfo, register_member
+from bench.common import BenchError, Window, int_list, positive_float, progress
+from bench.common import run as run_loop
 from bench.floor import measure_floor
-from bench.stats import percentile, ratio, summary_ms
+from bench.stats import percentile, ratio, summary_ms, table
 from bifrost.core import Chain
 from bifrost.core._types import GenerationalNodeId, LogletParams
 from bifrost.net.messaging import DataPortAuth
@@ -61,8 +63,6 @@ from node.client import NodeUnreachable
 from node.grpc_auth import call_metadata
 from node.local_cluster import ClusterError
 from proto.durastate.node.v1 import node_pb2, node_pb2_grpc
-
-T = TypeVar("T")
 
 CALL_TIMEOUT_S = 5.0
 # The appender id in the tags of the records the bench writes (bifrost/record.py).
@@ -90,19 +90,6 @@ TARGETS = {
     "c2r_sequencer_p50_ms": 1.0,
     "c2r_other_p50_ms": 2.0,
 }
-
-
-class BenchError(Exception):
-    """The benchmark could not measure something; the message says what and why."""
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    # The nodes run on uvloop: the appender must too, or its own loop is what gets measured.
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 # ---- one measured point ------------------------------------------------------------------
@@ -173,15 +160,7 @@ class PointResult:
 
 
 @dataclass(slots=True)
-class _Window:
-    start: float = math.inf
-    end: float = math.inf
-    stop: bool = False
-    acked: int = 0
-    errors: int = 0
-    calls: int = 0
-    samples: list[float] = field(default_factory=list)
-    last_error: str = ""
+class _Window(Window):
     # sequence number (the first 8 bytes of a record) -> when its append was acknowledged
     acked_at: dict[int, float] = field(default_factory=dict)
 
@@ -212,18 +191,13 @@ async def _appender(
         except (TimeoutError, ConnectionError) as e:
             resp = AppendResponse(AppendStatus.UNAVAILABLE, message=repr(e))
         t1 = clock()
-        w.calls += 1
         if resp.status != AppendStatus.OK:
-            w.errors += 1
-            w.last_error = f"{resp.status} {resp.message}".strip()
+            w.failed(f"{resp.status} {resp.message}".strip())
             # A failing sequencer answers at once: don't spin on it.
             await asyncio.sleep(0.01)
             continue
-        if w.start <= t0 and t1 <= w.end:
-            w.samples.append(t1 - t0)
+        if w.answered(t0, t1, len(request.payloads)):
             w.acked_at[n] = t1
-        if w.start <= t1 <= w.end:
-            w.acked += len(request.payloads)
 
 
 class _Follower:
@@ -414,7 +388,7 @@ def measure_failover(bc: BenchCluster, log_id: int, record: bytes) -> tuple[Fail
         bc.cluster.signal(victim, signal.SIGKILL)
         return time.perf_counter()
 
-    killed_at, events = _run(
+    killed_at, events = run_loop(
         _failover_appends(through.grpc_address, log_id, kill, record, bc.cluster.secret)
     )
     done_ok = sorted(d for _, d, ok in events if ok)
@@ -464,10 +438,6 @@ def _address_book(nodes: NodesConfig) -> Callable[[int], tuple[str, int] | None]
     return book.get
 
 
-def _progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 @dataclass(slots=True)
 class ClusterRun:
     points: list[PointResult]
@@ -488,7 +458,7 @@ def run_cluster(
 ) -> ClusterRun:
     points = [(size, c) for size in record_sizes for c in concurrencies]
     failover_log = len(points) + 1
-    _progress(f"starting {nodes} node(s), replication {replication}, under {base_dir}")
+    progress(f"starting {nodes} node(s), replication {replication}, under {base_dir}")
     with BenchCluster(base_dir, nodes, replication, num_logs=max(4, failover_log + 1)) as bc:
         first = bc.nodes[0]
         address_of = _address_book(bc.nodes_config(first))
@@ -506,14 +476,14 @@ def run_cluster(
             # Logs created through the first node are sequenced by it: one placement for all points.
             chain = bc.ensure_log(first, log_id)
             record = os.urandom(size)
-            _progress(
+            progress(
                 f"  {nodes}n R={replication} {size} B c={conc}: {warmup_s:g}s warm-up + {duration_s:g}s"
             )
             assert chain.tail.params is not None
             seq_node = bc.node_by_id(first, chain.tail.params.sequencer.node)
             others = [n for n in bc.nodes if n.name != seq_node.name]
             addresses = [seq_node.grpc_address] + ([others[0].grpc_address] if others else [])
-            w, cpu, disk, c2r = _run(
+            w, cpu, disk, c2r = run_loop(
                 measure_point(
                     address_of,
                     chain,
@@ -532,11 +502,8 @@ def run_cluster(
             )
             c2r_ms = [summary_ms(d) if d else {"p50_ms": math.nan, "p99_ms": math.nan} for d in c2r]
             c2r_ms += [{"p50_ms": math.nan, "p99_ms": math.nan}] * (2 - len(c2r_ms))
-            if not w.samples or w.errors > MAX_ERROR_FRACTION * max(1, w.calls):
-                raise BenchError(
-                    f"{nodes} node(s), {size} B, concurrency {conc}: {w.errors} of {w.calls} appends failed"
-                    f" (last: {w.last_error or 'none'}), {len(w.samples)} samples"
-                )
+            if w.sick(MAX_ERROR_FRACTION):
+                raise BenchError(f"{nodes} node(s), {size} B, concurrency {conc}: appends: {w.failures()}")
             results.append(
                 PointResult(
                     nodes=nodes,
@@ -544,7 +511,7 @@ def run_cluster(
                     record_bytes=size,
                     concurrency=conc,
                     records_per_append=records_per_append,
-                    records_per_s=w.acked / duration_s,
+                    records_per_s=w.done / duration_s,
                     samples=len(w.samples),
                     errors=w.errors,
                     log_id=log_id,
@@ -560,7 +527,7 @@ def run_cluster(
         peaks = {node.name: _rss_by_role(bc.processes(node)) for node in bc.nodes}
         fo = None
         if failover and nodes > 1:
-            _progress(f"  failover: kill -9 the sequencer's node of log {failover_log}")
+            progress(f"  failover: kill -9 the sequencer's node of log {failover_log}")
             fo, before_kill = measure_failover(bc, failover_log, os.urandom(100))
             peaks[fo.killed] = before_kill
             bc.start([bc.cluster.node(fo.killed)])
@@ -571,12 +538,6 @@ def run_cluster(
 
 
 # ---- output ------------------------------------------------------------------------------------
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    cells = [list(headers), *[list(r) for r in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells)
 
 
 def _ms(v: float) -> str:
@@ -632,7 +593,7 @@ def render(floor: dict[str, float], runs: list[ClusterRun]) -> str:
             )
     headers = ["nodes", "R", "bytes", "conc", "p50 ms", "/fsync", "/rtt", "p99 ms", "/fsync", "p999 ms"]
     out.append(
-        _table(
+        table(
             [*headers, "records/s", "MiB/s", "c2r seq p50/p99", "c2r other p50/p99", "disk fsync p50 ms", "CPU cores"],
             rows,
         )
@@ -699,26 +660,6 @@ def render(floor: dict[str, float], runs: list[ClusterRun]) -> str:
 # ---- command line ------------------------------------------------------------------------------
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The options; pass a parser (e.g. a CLI subcommand's) to add them to it."""
     p = parser or argparse.ArgumentParser(
@@ -733,20 +674,20 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="replication (default: 1 for one node, 2 for three); must fit every size",
     )
     p.add_argument(
-        "--duration", type=_positive_float, default=DEFAULT_DURATION_S, help="measured seconds per point"
+        "--duration", type=positive_float, default=DEFAULT_DURATION_S, help="measured seconds per point"
     )
     p.add_argument(
-        "--warmup", type=_positive_float, default=DEFAULT_WARMUP_S, help="warm-up seconds per point"
+        "--warmup", type=positive_float, default=DEFAULT_WARMUP_S, help="warm-up seconds per point"
     )
     p.add_argument(
         "--record-bytes",
-        type=_int_list,
+        type=int_list,
         default=list(DEFAULT_RECORD_BYTES),
         help="record sizes, e.g. 100,4096",
     )
     p.add_argument(
         "--concurrency",
-        type=_int_list,
+        type=int_list,
         default=list(DEFAULT_CONCURRENCY),
         help="appends in flight, e.g. 1,64",
     )
@@ -784,8 +725,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     base.mkdir(parents=True, exist_ok=True)
     try:
-        _progress("measuring the floor (fsync, TCP and gRPC round trips)")
-        floor = _run(measure_floor(base / "floor"))
+        progress("measuring the floor (fsync, TCP and gRPC round trips)")
+        floor = run_loop(measure_floor(base / "floor"))
         runs = [
             run_cluster(
                 base / f"cluster-{n}",

@@ -46,14 +46,55 @@ def process_info(pid: int) -> ProcessInfo | None:
     return ProcessInfo(pid, comm, hwm_kb / 1024, cpu_s)
 
 
+def descendants(roots: list[int]) -> list[int]:
+    """The live processes of ``roots`` and of all their children, grandchildren, ..."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], list(roots)
+    while todo:
+        pid = todo.pop()
+        if Path(f"/proc/{pid}").exists():
+            found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def cpu_s(pids: list[int]) -> float:
+    """CPU time (user + system) of those of ``pids`` that are still alive."""
+    return sum(info.cpu_s for pid in pids if (info := process_info(pid)) is not None)
+
+
+def machine_busy_s() -> float:
+    """CPU time every core of the machine spent busy since boot (user, nice, system, irq, softirq)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
+    return (user + nice + system + irq + softirq) / _CLK_TCK
+
+
 class BenchCluster:
     """``count`` nodes under ``base_dir`` with free ports; every node is stopped on exit, and
     exit fails loudly if any process of any node's group is still alive afterwards."""
 
-    def __init__(self, base_dir: Path, count: int, replication: int, num_logs: int) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        count: int,
+        replication: int,
+        num_logs: int,
+        roles: tuple[str, ...] = LOG_ONLY_ROLES,
+    ) -> None:
         if not 1 <= replication <= count:
             raise ValueError(f"replication {replication} impossible with {count} node(s)")
-        self.cluster = LocalCluster.create(base_dir, count, use_free_ports=True, roles=LOG_ONLY_ROLES)
+        self.cluster = LocalCluster.create(base_dir, count, use_free_ports=True, roles=roles)
         # The first node to start provisions the logs, so every node file carries the same values.
         for node in self.cluster.nodes:
             cfg = self.cluster.node_config(node)

@@ -27,3 +27,10 @@ def ratio(value: float, floor: float) -> str:
     if not floor or math.isnan(value) or math.isnan(floor):
         return "-"
     return f"{value / floor:.1f}x"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Right-aligned columns, two spaces apart, the header first."""
+    cells = [list(headers), *[list(r) for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells)

@@ -554,6 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     append_latency.build_parser(append)
     append.set_defaults(func=append_latency.run)
+    invoke = bench_sub.add_parser(
+        "invoke", help="invocation latency, throughput and cost through the ingress (--vs-restate: beside Restate)"
+    )
+    from bench import invoke as invoke_bench
+
+    invoke_bench.build_parser(invoke)
+    invoke.set_defaults(func=invoke_bench.run)
 
     chaos = sub.add_parser(
         "chaos",

@@ -17,6 +17,15 @@ hypercorn tests.sdk_services.invoker_suite:app
 * ``Crashy/once``: a ``ctx.run`` step, then, the first time a given marker file is absent, it
   creates the file and hangs (the test kills the process); once the file exists, it finishes
   with a second step. Every execution of the first step appends a line to ``<marker>.steps``.
+
+``bench_app`` (bench/invoke.py) serves all of the above plus two services for its points:
+
+* ``Handshake/{id}/run``: a workflow whose run sends its own shared handler ``Handshake/{id}/open``,
+  which resolves the durable promise ``opened`` that the run awaits (one ingress request per
+  workflow: the promise is resolved inside the server).
+* ``Pause/zero``: ``ctx.sleep(0)``, served from the mount ``/suspending`` of the same process by an
+  endpoint that declares REQUEST_RESPONSE, so the SDK suspends on the sleep and the server resumes
+  the invocation once its timer fires (a bidi stream would take the timer's completion in-stream).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import restate
 from restate.retry_policy import InvocationRetryPolicy
@@ -171,3 +181,39 @@ async def once(ctx: restate.Context, marker: str) -> str:
 
 
 app = restate.app(services=[greeter, steps, counter, sleeper, caller, flaky, crashy])
+
+
+handshake = restate.Workflow("Handshake")
+_OPENED = "opened"
+
+
+@handshake.handler("open")
+async def open_handshake(ctx: restate.WorkflowSharedContext, word: str) -> None:
+    await ctx.promise(_OPENED, type_hint=str).resolve(word)
+
+
+@handshake.main()
+async def run(ctx: restate.WorkflowContext) -> str:
+    ctx.workflow_send(open_handshake, key=ctx.key(), arg="open")
+    return await ctx.promise(_OPENED, type_hint=str).value()
+
+
+pause = restate.Service("Pause")
+
+
+@pause.handler()
+async def zero(ctx: restate.Context) -> str:
+    await ctx.sleep(timedelta(0))
+    return ""
+
+
+SUSPENDING_MOUNT = "/suspending"
+_bidi = restate.app(services=[greeter, steps, counter, sleeper, caller, flaky, crashy, handshake])
+_suspending = restate.app(services=[pause], protocol="request_response")
+
+
+async def bench_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Two deployments in one process: ``/suspending/...`` answers for ``Pause``, the rest for the others
+    (the SDK finds its routes at the end of the path, whatever mount precedes them)."""
+    suspending = scope["type"] == "http" and scope["path"].startswith(SUSPENDING_MOUNT + "/")
+    await (_suspending if suspending else _bidi)(scope, receive, send)
