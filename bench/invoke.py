@@ -82,11 +82,17 @@ from bench.stats import percentile, table
 from node.config import ROLES, BifrostConfig
 from node.local_cluster import ClusterError, tail
 from node.ports import LOOPBACK, free_ports
-from tests.sdk_services.invoker_suite import SUSPENDING_MOUNT
-from tests.support.sdk_server import AsgiServer
+
+REPO = Path(__file__).resolve().parents[1]
+# The benchmark serves the checkout's official-SDK test services with the tests' server helper,
+# so the checkout's root must be importable also when the installed `durastate` command runs it.
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))
+
+from tests.sdk_services.invoker_suite import SUSPENDING_MOUNT  # noqa: E402
+from tests.support.sdk_server import AsgiServer  # noqa: E402
 
 APP = "tests.sdk_services.invoker_suite:bench_app"
-REPO = Path(__file__).resolve().parents[1]
 OBJECT_KEYS = 1024
 CLUSTER_NODES = 3
 CLUSTER_REPLICATION = 2
