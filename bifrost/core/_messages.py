@@ -14,7 +14,7 @@ import enum
 
 import msgspec
 
-from ._types import MAX_OFFSET, GenerationalNodeId, LogletId, describe_loglet
+from ._types import MAX_OFFSET, GenerationalNodeId, LogletId, WireInt, describe_loglet
 
 
 class Status(enum.Enum):
@@ -43,12 +43,12 @@ class StoreFlags(enum.Flag):
 
 class RequestHeader(msgspec.Struct, frozen=True, array_like=True, tag=True):
     loglet_id: LogletId
-    known_global_tail: int
+    known_global_tail: WireInt
 
 
 class ResponseHeader(msgspec.Struct, frozen=True, array_like=True, tag=True):
-    local_tail: int
-    known_global_tail: int
+    local_tail: WireInt
+    known_global_tail: WireInt
     sealed: bool
     status: Status
 
@@ -58,7 +58,7 @@ class ResponseHeader(msgspec.Struct, frozen=True, array_like=True, tag=True):
 
 class Store(msgspec.Struct, frozen=True, array_like=True, tag=True):
     header: RequestHeader
-    first_offset: int
+    first_offset: WireInt
     sequencer: GenerationalNodeId
     payloads: tuple[bytes, ...]
     flags: StoreFlags = StoreFlags.NONE
@@ -85,22 +85,22 @@ class GetRecords(msgspec.Struct, frozen=True, array_like=True, tag=True):
     after `limit_bytes` of payload (at least one record is always returned if one is due)."""
 
     header: RequestHeader
-    from_offset: int
-    to_offset: int
-    limit_bytes: int = 32 * 1024
+    from_offset: WireInt
+    to_offset: WireInt
+    limit_bytes: WireInt = 32 * 1024
 
 
 class Trim(msgspec.Struct, frozen=True, array_like=True, tag=True):
     header: RequestHeader
-    trim_point: int
+    trim_point: WireInt
 
 
 class GetDigest(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """Which offsets of [from_offset, to_offset] (inclusive) this server holds."""
 
     header: RequestHeader
-    from_offset: int
-    to_offset: int
+    from_offset: WireInt
+    to_offset: WireInt
 
 
 RequestMessage = Store | Seal | GetLogletInfo | GetRecords | Trim | GetDigest
@@ -119,19 +119,19 @@ class Sealed(msgspec.Struct, frozen=True, array_like=True, tag=True):
 
 class LogletInfo(msgspec.Struct, frozen=True, array_like=True, tag=True):
     header: ResponseHeader
-    trim_point: int
+    trim_point: WireInt
 
 
 class Data(msgspec.Struct, frozen=True, array_like=True, tag=True):
-    offset: int
+    offset: WireInt
     payload: bytes
 
 
 class TrimGap(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """Offsets [offset, to] (inclusive) were trimmed away."""
 
-    offset: int
-    to: int
+    offset: WireInt
+    to: WireInt
 
 
 RecordEntry = Data | TrimGap
@@ -142,7 +142,7 @@ class Records(msgspec.Struct, frozen=True, array_like=True, tag=True):
     and rotates to another server if it made no progress."""
 
     header: ResponseHeader
-    next_offset: int
+    next_offset: WireInt
     entries: tuple[RecordEntry, ...]
 
 
@@ -156,8 +156,8 @@ class DigestKind(enum.Enum):
 
 
 class DigestRange(msgspec.Struct, frozen=True, array_like=True, tag=True):
-    from_offset: int
-    to_offset: int
+    from_offset: WireInt
+    to_offset: WireInt
     kind: DigestKind
 
 

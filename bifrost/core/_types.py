@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
-NodeId = int
+MAX_WIRE_INT = 2**63 - 1
+WireInt = Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_INT)]
+"""Every integer of a message on the data port. Log-servers key their storage by u64, so the
+decoder refuses anything outside [0, 2**63) as malformed, in C, before a handler sees it."""
+
+NodeId = WireInt
 """Plain node id (N1, N2, ...). Generations live in `GenerationalNodeId`."""
 
-LogletId = int
+LogletId = WireInt
 """`log_id << 32 | segment_index`, as in Restate (rendered `<log>_<segment>`)."""
 
 INVALID_OFFSET = 0
@@ -29,7 +36,7 @@ class GenerationalNodeId(msgspec.Struct, frozen=True, order=True, array_like=Tru
     process can never act as the sequencer its previous incarnation was."""
 
     node: NodeId
-    generation: int
+    generation: WireInt
 
     def __str__(self) -> str:
         return f"N{self.node}:{self.generation}"
@@ -40,7 +47,7 @@ class LogletParams(msgspec.Struct, frozen=True, array_like=True, tag=True):
 
     loglet_id: LogletId
     sequencer: GenerationalNodeId
-    replication: int
+    replication: WireInt
     nodeset: tuple[NodeId, ...]
 
     def __post_init__(self) -> None:
