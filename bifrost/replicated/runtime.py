@@ -11,6 +11,7 @@ core's own timeouts decide what to do.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import logging
 import time
@@ -63,9 +64,15 @@ class Network:
         self._wire_ids = itertools.count(1)
         # wire id -> (where the reply goes, the asker's request id, peer, sent at)
         self._routes: dict[int, tuple[Callable[[Response], None], int, int, float]] = {}
-        # wire id -> called if the connection the request went out on is lost (one-shot calls)
+        # wire id -> called if the connection the request went out on is lost
         self._on_lost: dict[int, Callable[[], None]] = {}
         self._prune_handle: asyncio.TimerHandle | None = None
+        # One-shot calls: wire id -> (the caller's future, the node asked). Their deadlines share
+        # one timer (a heap of (deadline, wire id)): a timer per call costs more than the call.
+        self._calls: dict[int, tuple[asyncio.Future[Any], int]] = {}
+        self._deadlines: list[tuple[float, int]] = []
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = float("inf")
 
     async def start(self, host: str, port: int) -> int:
         self._schedule_prune()
@@ -83,6 +90,8 @@ class Network:
     async def close(self) -> None:
         if self._prune_handle:
             self._prune_handle.cancel()
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
         await self._peers.close()
         await self._server.close()
 
@@ -95,7 +104,11 @@ class Network:
         if on_lost is not None:
             self._on_lost[wire] = on_lost
         self._routes[wire] = (deliver, send.request_id, send.to, time.monotonic())
-        if send.to == self.me:
+        self._transmit(send.to, wire, send.message)
+        return wire
+
+    def _transmit(self, node: int, wire: int, message: Any) -> None:
+        if node == self.me:
             # Our own log-server: no socket, but still asynchronous, as a peer would be. Deferred
             # by two loop turns so the frames to the peers (flushed one turn after queueing) hit
             # the wire before the local store's fsync blocks the loop: the remote round trips
@@ -107,11 +120,10 @@ class Network:
                 self.identity,
                 lambda rid, msg: self._on_reply(self.me, rid, msg),
                 wire,
-                send.message,
+                message,
             )
         else:
-            self._peers.send(send.to, wire, send.message)
-        return wire
+            self._peers.send(node, wire, message)
 
     def notify(self, node: int, message: Any) -> None:
         """A one-way message (no reply expected, nothing remembered)."""
@@ -120,31 +132,45 @@ class Network:
 
     async def call(self, node: int, message: Any, timeout_s: float) -> Any:
         """One request, one reply: raises TimeoutError when none comes in time, ConnectionError
-        when the connection it went out on is lost. (Hot path of remote appends: one timer and
-        two dict pops, no wait_for and no scan of the routes.)"""
+        when the connection it went out on is lost. (The hot path of remote appends: a future
+        and a heap entry per call, nothing else.)"""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-
-        def deliver(resp: Response) -> None:
-            if not fut.done():
-                fut.set_result(resp.message)
-
-        def lost() -> None:
-            if not fut.done():
-                fut.set_exception(ConnectionError(f"connection to node {node} lost"))
-
-        def expire() -> None:
-            if not fut.done():
-                fut.set_exception(TimeoutError(f"no reply from node {node} within {timeout_s}s"))
-
-        wire = self.send(deliver, Send(node, 0, message), lost)
-        timer = loop.call_later(timeout_s, expire)
+        wire = next(self._wire_ids)
+        self._calls[wire] = (fut, node)
+        deadline = loop.time() + timeout_s
+        if len(self._deadlines) > 2 * len(self._calls) + 1024:
+            # Mostly answered calls: keep the heap proportional to the calls still waiting.
+            self._deadlines = [e for e in self._deadlines if e[1] in self._calls]
+            heapq.heapify(self._deadlines)
+        heapq.heappush(self._deadlines, (deadline, wire))
+        if deadline < self._deadline_at:
+            self._arm_deadlines(loop, deadline)
+        self._transmit(node, wire, message)
         try:
             return await fut
         finally:
-            timer.cancel()
-            self._routes.pop(wire, None)
-            self._on_lost.pop(wire, None)
+            self._calls.pop(wire, None)
+
+    def _arm_deadlines(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_at = at
+        self._deadline_timer = loop.call_at(at, self._expire_calls)
+
+    def _expire_calls(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._deadline_timer, self._deadline_at = None, float("inf")
+        now = loop.time()
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, wire = heapq.heappop(heap)
+            call = self._calls.pop(wire, None)
+            if call is not None and not call[0].done():
+                call[0].set_exception(TimeoutError(f"no reply from node {call[1]} in time"))
+        # Entries of calls that were answered stay until their deadline: popped here, unread.
+        if heap:
+            self._arm_deadlines(loop, heap[0][0])
 
     def forget(self, deliver: Callable[[Response], None]) -> None:
         for wire in [w for w, route in self._routes.items() if route[0] == deliver]:
@@ -152,6 +178,13 @@ class Network:
             self._on_lost.pop(wire, None)
 
     def _on_reply(self, node: int, wire: int, message: Any) -> None:
+        call = self._calls.get(wire)
+        if call is not None:
+            if call[1] == node:
+                del self._calls[wire]
+                if not call[0].done():
+                    call[0].set_result(message)
+            return
         route = self._routes.pop(wire, None)
         self._on_lost.pop(wire, None)
         if route is None or route[2] != node:
@@ -160,6 +193,10 @@ class Network:
         deliver(Response(node, request_id, message))
 
     def _on_down(self, node: int) -> None:
+        for wire in [w for w, call in self._calls.items() if call[1] == node]:
+            fut = self._calls.pop(wire)[0]
+            if not fut.done():
+                fut.set_exception(ConnectionError(f"connection to node {node} lost"))
         for wire in [w for w, route in self._routes.items() if route[2] == node]:
             del self._routes[wire]
             lost = self._on_lost.pop(wire, None)
