@@ -22,7 +22,7 @@ SEQUENCER_BATCH_RECORDS = 1000
 
 
 def batch_cost(records: Sequence[bytes]) -> int:
-    return sum(len(r) for r in records) + RECORD_OVERHEAD_BYTES * len(records)
+    return sum(map(len, records)) + RECORD_OVERHEAD_BYTES * len(records)
 
 
 def max_batch_cost(max_record_bytes: int) -> int:

@@ -71,12 +71,19 @@ class LogRoleCollector(Collector):
         records = GaugeMetricFamily(
             "durastate_sequencer_records", "Records sent by this node's sequencers", labels=["loglet"]
         )
+        stores = GaugeMetricFamily(
+            "durastate_sequencer_stores",
+            "Stores sent by this node's sequencers, to all log-servers (a store may carry several batches)",
+            labels=["loglet"],
+        )
         for loglet_id, seq in self._role.provider.sequencers.items():
             name = f"{loglet_id >> 32}_{loglet_id & 0xFFFFFFFF}"
             batches.add_metric([name], seq.batches_sent)
             records.add_metric([name], seq.records_sent)
+            stores.add_metric([name], seq.stores_sent)
         yield batches
         yield records
+        yield stores
         writer = self._role.log_store_writer_stats()
         if writer is not None:
             yield CounterMetricFamily(

@@ -9,6 +9,11 @@ Rules (reference §3.2):
 * Each batch goes to every member of the nodeset ("flood"). A server is sent batch k only when
   it reported a local tail past k's first offset (it stored k-1) or k-1 is globally committed:
   so any write quorum that stored k holds, or did not need, everything before k.
+* The batches a server may be sent, and those right behind them that it has not been sent,
+  travel as one `Store` (up to `max_store_records`/`max_store_bytes`): the rule above allows
+  one store in flight per server, so without this every batch queued behind that store
+  would wait one more round trip and fsync per batch ahead of it. A merged store that meets
+  a CONFLICT is resent batch by batch to that server, so the conflict lands on its own batch.
 * A batch commits when a write quorum reports it durable (Stored OK). The known global tail is
   then raised to its end (never lowered); because of the rule above it covers a fully
   committed prefix even when quorums complete out of order. Every Store carries the known
@@ -41,6 +46,7 @@ States and transitions (missing entry -> LocalProtocolError, state FAILED):
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -93,6 +99,12 @@ SequencerOutput = Send | Committed | AppendFailed | SetTimer
 class SequencerConfig:
     store_timeout_ms: int = 2000
     retry_backoff_ms: int = 100
+    # A Store merges batches up to these (the shell passes bifrost.limits' values, which size
+    # the data port's frames); a single batch above them goes alone.
+    max_store_records: int = 1000
+    max_store_bytes: int = 1024 * 1024
+    # What one record costs towards max_store_bytes beyond its payload (framing, per record).
+    record_overhead_bytes: int = 32
 
 
 def describe_sequencer_output(out: SequencerOutput) -> str:
@@ -115,17 +127,34 @@ _RETRYABLE_REFUSALS = (
 
 
 class _Batch:
-    __slots__ = ("acked", "batch_id", "conflicts", "deadline", "first", "last", "payloads", "retry_at")
+    __slots__ = (
+        "acked",
+        "batch_id",
+        "conflicts",
+        "cost",
+        "deadline",
+        "done",
+        "first",
+        "last",
+        "payloads",
+        "retry_at",
+        "rids",
+        "solo",
+    )
 
-    def __init__(self, batch_id: int, first: int, payloads: tuple[bytes, ...]) -> None:
+    def __init__(self, batch_id: int, first: int, payloads: tuple[bytes, ...], cost: int) -> None:
         self.batch_id = batch_id
         self.first = first
         self.last = first + len(payloads) - 1
         self.payloads = payloads
+        self.cost = cost
         self.acked: list[NodeId] = []
         self.conflicts: list[NodeId] = []
         self.deadline: dict[NodeId, int] = {}  # outstanding store per server
         self.retry_at: dict[NodeId, int] = {}  # backoff after a refusal
+        self.solo: list[NodeId] = []  # servers that get this batch in a store of its own
+        self.rids: list[int] = []  # the stores that carry it
+        self.done = False  # acknowledged or failed: replies about it no longer matter
 
 
 class _Server:
@@ -148,12 +177,14 @@ class Sequencer:
         self._state = SequencerState.OPEN
         self._next_offset = 1
         self._global_tail = 1
-        self._batches: list[_Batch] = []  # unacknowledged, in offset order
-        self._requests: dict[int, tuple[_Batch, NodeId]] = {}
+        self._batches: deque[_Batch] = deque()  # unacknowledged, in offset order
+        self._requests: dict[int, tuple[tuple[_Batch, ...], NodeId]] = {}
         self._next_rid = 1
         self._servers: dict[NodeId, _Server] = {n: _Server() for n in params.nodeset}
         self._timer: int | None = None
         self._out: list[SequencerOutput] = []
+        self.stores_sent = 0
+        """Stores sent (to all servers): against the batches appended, how much stores merged."""
 
     # --- read-only introspection ---
 
@@ -201,7 +232,9 @@ class Sequencer:
         if not inp.payloads or self._next_offset + len(inp.payloads) - 1 > MAX_OFFSET:
             self._out.append(AppendFailed(inp.batch_id, AppendError.RECONFIGURATION_NEEDED))
             return
-        self._batches.append(_Batch(inp.batch_id, self._next_offset, inp.payloads))
+        overhead = self._config.record_overhead_bytes
+        cost = sum(len(p) for p in inp.payloads) + overhead * len(inp.payloads)
+        self._batches.append(_Batch(inp.batch_id, self._next_offset, inp.payloads, cost))
         self._next_offset += len(inp.payloads)
 
     def _on_append_sealed(self, inp: Append) -> None:
@@ -214,26 +247,35 @@ class Sequencer:
         entry = self._requests.pop(inp.request_id, None)
         msg = inp.message
         if entry is None or not isinstance(msg, Stored):
-            return  # late duplicate, or a reply for a batch already acknowledged
-        batch, node = entry
+            return  # late duplicate, or a reply for batches already acknowledged
+        batches, node = entry
         srv = self._servers[node]
         h = msg.header
         srv.local_tail = max(srv.local_tail, h.local_tail)
-        batch.deadline.pop(node, None)
-        if h.sealed or h.status in (Status.SEALED, Status.SEALING):
+        for batch in batches:
+            batch.deadline.pop(node, None)
+        newly_sealed = not srv.sealed and (h.sealed or h.status in (Status.SEALED, Status.SEALING))
+        if newly_sealed:
             srv.sealed = True
         srv.disabled = h.status is Status.DISABLED
         if h.status is Status.OK:
-            if node not in batch.acked:
-                batch.acked.append(node)
+            for batch in batches:
+                if not batch.done and node not in batch.acked:
+                    batch.acked.append(node)
             if self._state is SequencerState.OPEN:
-                self._maybe_commit(batch)
+                self._maybe_commit(batches)
         elif h.status is Status.CONFLICT:
-            if node not in batch.conflicts:
-                batch.conflicts.append(node)
+            if len(batches) > 1:
+                # Which batch holds the conflicting offset is unknown: ask again one by one.
+                for batch in batches:
+                    if node not in batch.solo:
+                        batch.solo.append(node)
+            elif node not in batches[0].conflicts:
+                batches[0].conflicts.append(node)
         elif h.status in _RETRYABLE_REFUSALS:
-            batch.retry_at[node] = self._now + self._config.retry_backoff_ms
-        if self._state is SequencerState.OPEN:
+            for batch in batches:
+                batch.retry_at[node] = self._now + self._config.retry_backoff_ms
+        if self._state is SequencerState.OPEN and newly_sealed:
             self._check_sealed()
         if self._state is SequencerState.OPEN and srv.disabled:
             self._check_writable()
@@ -261,14 +303,19 @@ class Sequencer:
     def _checker(self) -> NodeSetChecker[bool]:
         return NodeSetChecker(self._params.nodeset, self._params.replication, False)
 
-    def _maybe_commit(self, batch: _Batch) -> None:
-        chk = self._checker()
-        for n in batch.acked:
-            chk.set_attribute(n, True)
-        if batch.last >= self._global_tail and chk.check_write_quorum(bool):
-            self._global_tail = batch.last + 1
+    def _maybe_commit(self, batches: tuple[_Batch, ...]) -> None:
+        for batch in batches:
+            if batch.done or batch.last < self._global_tail or len(batch.acked) < self._params.replication:
+                continue  # (no write quorum has fewer than R nodes)
+            chk = self._checker()
+            for n in batch.acked:
+                chk.set_attribute(n, True)
+            # A later batch may have its quorum when an earlier one has not (its other acks came
+            # in other stores): by the hole rule its quorum holds the earlier ones too.
+            if chk.check_write_quorum(bool):
+                self._global_tail = max(self._global_tail, batch.last + 1)
         while self._batches and self._batches[0].last < self._global_tail:
-            done = self._batches.pop(0)
+            done = self._batches.popleft()
             self._forget(done)
             self._out.append(Committed(done.batch_id, done.first, done.last))
 
@@ -278,10 +325,7 @@ class Sequencer:
             chk.set_attribute(n, s.sealed)
         if chk.check_fmajority(bool).passed:
             self._state = SequencerState.SEALED
-            for b in self._batches:
-                self._forget(b)
-                self._out.append(AppendFailed(b.batch_id, AppendError.SEALED))
-            self._batches = []
+            self._fail_all(AppendError.SEALED)
 
     def _check_writable(self) -> None:
         chk = self._checker()
@@ -290,38 +334,75 @@ class Sequencer:
         if chk.check_write_quorum(bool):
             return
         self._state = SequencerState.UNAVAILABLE
+        self._fail_all(AppendError.WRITE_UNAVAILABLE)
+
+    def _fail_all(self, reason: AppendError) -> None:
         for b in self._batches:
-            self._forget(b)
-            self._out.append(AppendFailed(b.batch_id, AppendError.WRITE_UNAVAILABLE))
-        self._batches = []
+            b.done = True
+            self._out.append(AppendFailed(b.batch_id, reason))
+        self._batches.clear()
+        self._requests.clear()  # every outstanding store carried only these batches
 
     def _forget(self, batch: _Batch) -> None:
-        for rid in [r for r, (b, _) in self._requests.items() if b is batch]:
-            del self._requests[rid]
+        batch.done = True
+        for rid in batch.rids:
+            entry = self._requests.get(rid)
+            if entry is not None and all(b.done for b in entry[0]):
+                del self._requests[rid]
 
     def _pump(self) -> None:
         now = self._now
-        for b in self._batches:
-            for node in self._params.nodeset:
-                srv = self._servers[node]
-                if srv.dead or srv.sealed or node in b.acked or node in b.conflicts:
+        cfg = self._config
+        for node in self._params.nodeset:
+            srv = self._servers[node]
+            if srv.dead or srv.sealed:
+                continue
+            run: list[_Batch] = []
+            records = cost = 0
+            for b in self._batches:
+                if (
+                    node in b.acked
+                    or node in b.conflicts
+                    or b.deadline.get(node, -1) > now
+                    or b.retry_at.get(node, -1) > now
+                ):
+                    if run:
+                        break  # the store must be contiguous: the run ends here
                     continue
-                if b.deadline.get(node, -1) > now or b.retry_at.get(node, -1) > now:
-                    continue
-                if srv.local_tail < b.first and self._global_tail < b.first:
-                    continue  # would leave a hole on that server: wait for k-1
-                rid = self._next_rid
-                self._next_rid += 1
-                self._requests[rid] = (b, node)
-                b.deadline[node] = now + self._config.store_timeout_ms
-                b.retry_at.pop(node, None)
-                store = Store(
-                    RequestHeader(self._params.loglet_id, self._global_tail),
-                    b.first,
-                    self._params.sequencer,
-                    b.payloads,
-                )
-                self._out.append(Send(node, rid, store))
+                if not run:
+                    if srv.local_tail < b.first and self._global_tail < b.first:
+                        continue  # would leave a hole on that server: wait for k-1
+                elif (
+                    node in b.solo
+                    or node in run[0].solo
+                    or records + len(b.payloads) > cfg.max_store_records
+                    or cost + b.cost > cfg.max_store_bytes
+                ):
+                    break  # the rest waits for this store (it would start past its end)
+                run.append(b)
+                records += len(b.payloads)
+                cost += b.cost
+            if run:
+                self._send_store(node, tuple(run))
+
+    def _send_store(self, node: NodeId, run: tuple[_Batch, ...]) -> None:
+        rid = self._next_rid
+        self._next_rid += 1
+        self.stores_sent += 1
+        self._requests[rid] = (run, node)
+        deadline = self._now + self._config.store_timeout_ms
+        for b in run:
+            b.deadline[node] = deadline
+            b.retry_at.pop(node, None)
+            b.rids.append(rid)
+        payloads = run[0].payloads if len(run) == 1 else tuple(p for b in run for p in b.payloads)
+        store = Store(
+            RequestHeader(self._params.loglet_id, self._global_tail),
+            run[0].first,
+            self._params.sequencer,
+            payloads,
+        )
+        self._out.append(Send(node, rid, store))
 
     def _arm_timer(self) -> None:
         at: int | None = None

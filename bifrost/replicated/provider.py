@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from bifrost.core import RequestMessage, Store, StoreFlags
@@ -37,7 +38,7 @@ from bifrost.replicated.messages import (
     WaitForTailRequest,
 )
 from bifrost.replicated.runtime import Network, RequestHandler
-from bifrost.replicated.sequencer import SequencerService
+from bifrost.replicated.sequencer import SequencerService, Settle
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,30 @@ Reply = Callable[[int, Any], None]
 LEDGER_RESULTS = 4096
 
 
+class _Outcome:
+    """The outcome of one appender's batch, kept to answer a resend the same way."""
+
+    __slots__ = ("done", "error", "last_offset", "waiting")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.last_offset = 0
+        self.error: BaseException | None = None
+        self.waiting: list[Settle] = []
+
+    def settle(self, last_offset: int, error: BaseException | None) -> None:
+        self.done, self.last_offset, self.error = True, last_offset, error
+        waiting, self.waiting = self.waiting, []
+        for then in waiting:
+            then(last_offset, error)
+
+    def then(self, settle: Settle) -> None:
+        if self.done:
+            settle(self.last_offset, self.error)
+        else:
+            self.waiting.append(settle)
+
+
 class _Ledger:
     """One appender's batches on one loglet of this node's sequencer (see AppendRequest)."""
 
@@ -58,25 +83,40 @@ class _Ledger:
 
     def __init__(self) -> None:
         self.last_seq = 0
-        self.results: OrderedDict[int, asyncio.Future[int]] = OrderedDict()
+        self.results: OrderedDict[int, _Outcome] = OrderedDict()
 
-    def admit(self, req: AppendRequest, seq: SequencerService) -> asyncio.Future[int] | None:
-        """The future of this batch's append: a new one, or the earlier one for a resend; None
-        when the batch would overtake one this node never got."""
+    def admit(self, req: AppendRequest, seq: SequencerService) -> _Outcome | None:
+        """This batch's outcome: a new one, or the earlier one for a resend; None when the batch
+        would overtake one this node never got."""
         known = self.results.get(req.first_seq)
         if known is not None:
             return known
         if req.prev_seq != self.last_seq or req.first_seq <= self.last_seq:
             return None
-        fut = seq.append(req.payloads)
+        outcome = _Outcome()
         self.last_seq = req.first_seq + len(req.payloads) - 1
-        self.results[req.first_seq] = fut
+        self.results[req.first_seq] = outcome
         while len(self.results) > LEDGER_RESULTS:
             self.results.popitem(last=False)
-        return fut
+        seq.append_then(req.payloads, outcome.settle)
+        return outcome
 
     def why_not(self, req: AppendRequest) -> str:
         return f"batch {req.first_seq} follows {req.prev_seq}, but the last one taken is {self.last_seq}"
+
+
+def _answer(
+    reply: Reply, request_id: int, seq: SequencerService, last_offset: int, error: BaseException | None
+) -> None:
+    """Reply to a remote append with its outcome."""
+    if error is None:
+        reply(request_id, AppendResponse(AppendStatus.OK, last_offset, seq.known_global_tail))
+    elif isinstance(error, LogletSealed):
+        reply(request_id, AppendResponse(AppendStatus.SEALED, known_global_tail=error.tail))
+    elif isinstance(error, LogletWriteUnavailable):
+        reply(request_id, AppendResponse(AppendStatus.WRITE_UNAVAILABLE, message=str(error)))
+    else:
+        reply(request_id, AppendResponse(AppendStatus.UNAVAILABLE, message=str(error)))
 
 
 class ReplicatedProvider:
@@ -162,6 +202,11 @@ class ReplicatedProvider:
             if self._log_server is not None:
                 self._log_server.handle(reply, request_id, message)
         elif isinstance(message, AppendRequest):
+            # The hot path: this node already runs the loglet's sequencer.
+            seq = self._sequencers.get(message.params.loglet_id)
+            if seq is not None and message.params.sequencer == self.me:
+                self._remote_append(seq if seq.params == message.params else None, reply, request_id, message)
+                return
             self._remote_sequencer(
                 message.params,
                 lambda seq: self._remote_append(seq, reply, request_id, message),
@@ -238,30 +283,18 @@ class ReplicatedProvider:
                 AppendResponse(AppendStatus.NOT_SEQUENCER, message=f"{self.me} does not sequence it"),
             )
             return
-        fut: asyncio.Future[int] | None
+        answer = partial(_answer, reply, request_id, seq)
         if req.appender == 0:
-            fut = seq.append(req.payloads)
-        else:
-            ledger = self._ledgers.setdefault(req.params.loglet_id, {}).setdefault(req.appender, _Ledger())
-            if req.first_seq in ledger.results:
-                self.duplicate_appends += len(req.payloads)
-            fut = ledger.admit(req, seq)
-            if fut is None:
-                reply(request_id, AppendResponse(AppendStatus.OUT_OF_ORDER, message=ledger.why_not(req)))
-                return
-
-        def done(f: asyncio.Future[int]) -> None:
-            exc = f.exception()
-            if exc is None:
-                reply(request_id, AppendResponse(AppendStatus.OK, f.result(), seq.tail_state.offset))
-            elif isinstance(exc, LogletSealed):
-                reply(request_id, AppendResponse(AppendStatus.SEALED, known_global_tail=exc.tail))
-            elif isinstance(exc, LogletWriteUnavailable):
-                reply(request_id, AppendResponse(AppendStatus.WRITE_UNAVAILABLE, message=str(exc)))
-            else:
-                reply(request_id, AppendResponse(AppendStatus.UNAVAILABLE, message=str(exc)))
-
-        fut.add_done_callback(done)
+            seq.append_then(req.payloads, answer)
+            return
+        ledger = self._ledgers.setdefault(req.params.loglet_id, {}).setdefault(req.appender, _Ledger())
+        if req.first_seq in ledger.results:
+            self.duplicate_appends += len(req.payloads)
+        outcome = ledger.admit(req, seq)
+        if outcome is None:
+            reply(request_id, AppendResponse(AppendStatus.OUT_OF_ORDER, message=ledger.why_not(req)))
+            return
+        outcome.then(answer)
 
     def _wait_for_tail(
         self, seq: SequencerService | None, reply: Reply, request_id: int, req: WaitForTailRequest

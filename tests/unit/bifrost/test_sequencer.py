@@ -50,7 +50,9 @@ class SequencerEnv:
             nodeset = tuple(int(n) for n in t.list_arg("nodeset"))
             params = LogletParams(1, N1, t.int_arg("r"), nodeset)
             cfg = SequencerConfig(
-                store_timeout_ms=t.int_arg("timeout", 1000), retry_backoff_ms=t.int_arg("backoff", 100)
+                store_timeout_ms=t.int_arg("timeout", 1000),
+                retry_backoff_ms=t.int_arg("backoff", 100),
+                max_store_records=t.int_arg("max_store_records", 1000),
             )
             self.seq = Sequencer(params, cfg)
             self.sent = {}
