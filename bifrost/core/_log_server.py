@@ -357,8 +357,12 @@ class LogServer:
             lg = self._loglet(w.loglet_id)
             match w:
                 case PutRecords(first_offset=first, payloads=payloads):
-                    for off in range(first, first + len(payloads)):
-                        lg.staged.pop(off, None)
+                    staged = lg.staged
+                    if len(staged) == len(payloads):
+                        staged.clear()  # only these were staged (each offset is staged once)
+                    else:
+                        for off in range(first, first + len(payloads)):
+                            staged.pop(off, None)
                 case PutLocalTail(local_tail=t):
                     lg.local_tail = max(lg.local_tail, t)
                 case PutSealed():
@@ -422,8 +426,7 @@ class LogServer:
         writes: list[Write] = []
         for first, payloads in missing:
             writes.append(PutRecords(lid, first, payloads))
-            for i, p in enumerate(payloads):
-                lg.staged[first + i] = p
+            lg.staged.update(zip(range(first, first + len(payloads)), payloads, strict=True))
         if m.last_offset + 1 > lg.staging_local_tail:
             lg.staging_local_tail = m.last_offset + 1
             writes.append(PutLocalTail(lid, lg.staging_local_tail))
@@ -446,6 +449,9 @@ class LogServer:
         last = m.last_offset
         if lo > last:
             return []
+        if lo >= lg.staging_local_tail:
+            # The sequencer's normal case: nothing at or above the staging local tail is held.
+            return [(lo, m.payloads if lo == m.first_offset else m.payloads[lo - m.first_offset :])]
         held: dict[int, bytes] = {}
         if lo < lg.staging_local_tail:
             for off, payload in self._storage.read(lid, lo, min(last, lg.staging_local_tail - 1)):

@@ -36,6 +36,13 @@ def data_key(loglet_id: int, offset: int) -> bytes:
     return _DATA.pack(DATA, loglet_id, offset)
 
 
+def data_keys(loglet_id: int, first_offset: int, count: int) -> list[bytes]:
+    """``data_key`` of ``count`` consecutive offsets (a store's records), built at once."""
+    prefix = DATA + U64.pack(loglet_id)
+    pack = U64.pack
+    return [prefix + pack(off) for off in range(first_offset, first_offset + count)]
+
+
 def data_offset(key: bytes) -> int:
     return _DATA.unpack(key)[2]
 

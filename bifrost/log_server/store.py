@@ -150,7 +150,7 @@ class RocksLogStore:
             lid = w.loglet_id
             match w:
                 case PutRecords(first_offset=first, payloads=payloads):
-                    ops.extend((keys.data_key(lid, first + i), p) for i, p in enumerate(payloads))
+                    ops.extend(zip(keys.data_keys(lid, first, len(payloads)), payloads, strict=True))
                 case PutLocalTail(local_tail=t):
                     ops.append((keys.meta_key(lid, keys.LOCAL_TAIL), keys.U64.pack(t)))
                 case PutKnownGlobalTail(known_global_tail=t):

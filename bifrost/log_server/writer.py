@@ -121,15 +121,18 @@ class GroupCommitWriter:
             n_ops = 0
             try:
                 batch = WriteBatch(raw_mode=True)
+                put = batch.put
                 for ops, _ in pending:
+                    n_ops += len(ops)
                     for key, value in ops:
-                        if value is None:
+                        if type(value) is bytes:  # nearly every op: a record or a tail
+                            put(key, value)
+                        elif value is None:
                             batch.delete(key)
                         elif isinstance(value, DeleteRange):
                             batch.delete_range(key, value.end)
                         else:
-                            batch.put(key, value)
-                        n_ops += 1
+                            put(key, value)
                 self._db.write(batch, self._unsynced)
                 if self._sync:
                     self._slow_disk()
