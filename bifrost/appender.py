@@ -2,8 +2,8 @@
 
 It turns the core's outputs into I/O: enqueue a tagged batch into a loglet (this node's
 sequencer, or the remote one with the appender's sequence numbers), resolve callers' futures,
-and bring a newer tail when asked (wait for the chain watch, create the first segment, or
-reconfigure). Every outcome goes back into the core as an input, never decided here.
+and bring a newer tail when asked (`Bifrost.bring_tail`: the facade core decides how). Every
+outcome goes back into the core as an input, never decided here.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from bifrost.core import (
     RejectReason,
     Resolved,
     SetTimer,
-    Tail,
     TailUnavailable,
     Tick,
     WantTail,
@@ -40,7 +39,6 @@ from bifrost.errors import (
     OutOfOrder,
     SequencerGone,
 )
-from bifrost.policy import CHAIN_WAIT_S
 from bifrost.record import tag
 from bifrost.replicated.runtime import now_ms
 from metadata import MetadataUnavailable, UnknownOutcome
@@ -193,26 +191,11 @@ class LogAppender:
         return RefusalReason.UNREACHABLE
 
     async def _bring_tail(self, want: WantTail) -> None:
-        b = self._bifrost
+        # What to do for a newer tail (create, reconfigure, wait) is the facade core's decision.
         try:
-            chain, version = await b.chain(self._log_id)
-            if chain is None:
-                await b.create_first_segment(self._log_id)
-            elif version == want.after_version:
-                if want.reconfigure and chain.tail.params is not None:
-                    await b.reconfigure(self._log_id, expected_version=version)
-                else:
-                    await b.wait_chain_change(self._log_id, version, timeout_s=CHAIN_WAIT_S)
-            chain, version = await b.chain(self._log_id)
-        except NoWritableNodeset as e:
-            self._feed(TailUnavailable(f"{NoWritableNodeset.__name__}: {e}", fatal=True))
-            return
+            tail = await self._bifrost.bring_tail(self._log_id, want.after_version, want.reconfigure)
         except (LogUnavailable, MetadataUnavailable, UnknownOutcome) as e:
-            log.info("append waits for the log", extra={"log": self._log_id, "error": str(e)})
-            self._feed(TailUnavailable(str(e)))
-            return
-        if chain is None or version is None:
-            self._feed(TailUnavailable("the log has no segment yet"))
-            return
-        seg = chain.tail
-        self._feed(Tail(version, seg, sealed=seg.params is None))
+            tail = TailUnavailable(str(e))
+        if isinstance(tail, TailUnavailable):
+            log.info("append waits for the log", extra={"log": self._log_id, "error": tail.detail})
+        self._feed(tail)

@@ -3,6 +3,12 @@
 LSNs start at 1 and are dense across segments: a record at offset ``o`` of a segment based at
 ``b`` has LSN ``b + o - 1``; a new segment starts at the sealed tail of the one before.
 
+This module is a shell: the decisions are in `bifrost.core` and run the same way in the seeded
+simulation (tests/sim). Per log and node, `LogFacade` keeps the chain this node knows and runs
+find-tail, wait-for-tail, trim, seal and reconfiguration; `Appender` orders appends; each read
+walks the chain with a `ReadWalk`. Here they are fed and their I/O is done: the metadata store
+(chains, watched), and the loglets of one `LogletProvider` (memory, local or replicated).
+
 **Appends.** Each log has one ordered appender per node (`bifrost.core.Appender`, shell
 `bifrost.appender`): batches keep their call order, and a batch resent to the same segment
 (a lost request or reply) is written once: the sequencer recognises it by the appender's
@@ -22,48 +28,82 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import logging
 import random
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
 from bifrost.appender import LogAppender
-from bifrost.chain_store import (
-    LogsConfig,
-    cas_chain,
-    chain_key,
-    decode_chain,
-    load_chain,
-    load_logs_config,
-)
+from bifrost.chain_store import LogsConfig, cas_chain, chain_key, decode_chain, load_chain, load_logs_config
 from bifrost.core import (
-    CasChain,
-    CasResult,
+    BringTail,
+    Call,
+    CallDone,
+    CallFailed,
+    CallRequest,
+    CancelCall,
     Chain,
-    NoSafeTail,
-    Reconfiguration,
-    Reconfigured,
-    Segment,
+    ChainIs,
+    ChainSeen,
+    ChainState,
+    CreateFirstSegment,
+    Emit,
+    FacadeOutput,
+    Failure,
+    FindTail,
+    GetChain,
+    LogEntry,
+    LogFacade,
+    LogletEnd,
+    LogletFindTail,
+    LogletGap,
+    LogletRecord,
+    LogletSeal,
+    LogletTail,
+    LogletTrim,
+    LogletWaitForTail,
+    LogRecord,
+    LogTrimGap,
+    MarkSealed,
+    OpDone,
+    OpFailed,
+    OpInput,
+    ReadChain,
+    ReadDone,
+    ReadLoglet,
+    ReadWalk,
+    Reconfigure,
+    SealLog,
+    SetTimer,
+    Tail,
+    TailUnavailable,
+    Tick,
+    TrimLog,
+    WaitChainChange,
+    WaitForTail,
+    WantChain,
+    WriteChain,
     nodeset_needs_change,
-    select_nodeset,
 )
-from bifrost.core._types import LogletParams, loglet_id
+from bifrost.core._types import LogletParams, NodeId
 from bifrost.errors import (
     BatchTooLarge,
     InvalidLsn,
     LogUnavailable,
     NoWritableNodeset,
     RecordTooLarge,
+    SequencerGone,
     UnknownLog,
 )
 from bifrost.limits import DEFAULT_MAX_RECORD_BYTES, batch_cost, max_batch_cost
-from bifrost.loglet import Record, TrimGap
-from bifrost.policy import CHAIN_WAIT_S, RECONFIGURE_TIMEOUT_S, WATCH_RETRY_S
+from bifrost.loglet import LogletProvider, Record
+from bifrost.policy import WATCH_RETRY_S
 from bifrost.record import untag
-from bifrost.replicated.loglet import no_safe_tail
-from bifrost.replicated.provider import ReplicatedProvider
-from bifrost.replicated.runtime import CoreDriver, now_ms
+from bifrost.replicated.runtime import now_ms
 from metadata import (
     MetadataStore,
     MetadataUnavailable,
@@ -72,28 +112,9 @@ from metadata import (
     UnknownOutcome,
 )
 
+__all__ = ["Bifrost", "BifrostStats", "LogEntry", "LogRecord", "LogTrimGap"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class LogRecord:
-    lsn: int
-    payload: bytes
-    # The appender's tag (see bifrost.record): equal tags at two LSNs are one re-appended
-    # record. Not part of equality: a record is its LSN and its bytes.
-    appender: int = field(default=0, compare=False)
-    seq: int = field(default=0, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class LogTrimGap:
-    """LSNs ``[from_lsn, to_lsn]`` were trimmed."""
-
-    from_lsn: int
-    to_lsn: int
-
-
-LogEntry = LogRecord | LogTrimGap
 
 
 # Upper bounds (seconds) of the append latency histogram buckets.
@@ -113,11 +134,177 @@ class BifrostStats:
         self.latency_sum_s += seconds
 
 
+# --- failures: the cores' values <-> this component's exceptions ---------------------------
+
+_FAILURE_OF: tuple[tuple[type[BaseException], Failure], ...] = (
+    # most specific first
+    (SequencerGone, Failure.SEQUENCER_GONE),
+    (NoWritableNodeset, Failure.NO_WRITABLE_NODESET),
+    (InvalidLsn, Failure.INVALID_LSN),
+    (LogUnavailable, Failure.UNAVAILABLE),
+    (PreconditionFailed, Failure.CONFLICT),
+    (MetadataUnavailable, Failure.METADATA_UNAVAILABLE),
+    (UnknownOutcome, Failure.UNKNOWN_OUTCOME),
+    (RecordFormatError, Failure.BAD_CHAIN),
+)
+
+_ERROR_OF: dict[Failure, Callable[[str], Exception]] = {
+    Failure.UNAVAILABLE: LogUnavailable,
+    Failure.SEQUENCER_GONE: SequencerGone,
+    Failure.NO_WRITABLE_NODESET: NoWritableNodeset,
+    Failure.INVALID_LSN: InvalidLsn,
+    Failure.METADATA_UNAVAILABLE: MetadataUnavailable,
+    Failure.UNKNOWN_OUTCOME: UnknownOutcome,
+    Failure.CONFLICT: LogUnavailable,  # settled inside the core; never ends an operation
+    Failure.BAD_CHAIN: RecordFormatError,
+}
+
+
+def failure_of(exc: BaseException) -> Failure:
+    for kind, failure in _FAILURE_OF:
+        if isinstance(exc, kind):
+            return failure
+    # Anything else is a fault of that call (a closed connection, a store that failed): the
+    # operation may retry it as any unavailability.
+    log.warning("bifrost call failed unexpectedly", exc_info=exc)
+    return Failure.UNAVAILABLE
+
+
+# --- one log's facade on this node ----------------------------------------------------------
+
+
+class _Membership:
+    """The facade core's view of the cluster, read from the provider and the node's callbacks."""
+
+    def __init__(self, bifrost: Bifrost) -> None:
+        self._bifrost = bifrost
+
+    def sequencer_gone(self, params: LogletParams) -> bool:
+        return self._bifrost.sequencer_is_gone(params)
+
+    def writable_nodes(self) -> list[NodeId]:
+        return self._bifrost._live_nodes()
+
+    def live_nodes(self) -> list[NodeId]:
+        return self._bifrost._all_live_nodes()
+
+
+class _LogShell:
+    """Feeds one log's `LogFacade` and does the I/O it asks for."""
+
+    def __init__(self, bifrost: Bifrost, log_id: int, config: LogsConfig) -> None:
+        self._bifrost = bifrost
+        self._log_id = log_id
+        self.core = LogFacade(
+            log_id,
+            bifrost.provider.me,
+            config.replication,
+            _Membership(bifrost),
+            bifrost._rng,
+            nodeset_size=config.nodeset_size,
+            now_ms=now_ms(),
+        )
+        self._ops = itertools.count(1)
+        self._futures: dict[int, asyncio.Future[Any]] = {}
+        self._calls: dict[int, asyncio.Task[None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._queue: deque[Any] = deque()
+        self._feeding = False
+
+    async def run(self, make: Callable[[int], OpInput]) -> Any:
+        op = next(self._ops)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._futures[op] = fut
+        self.feed(make(op))
+        return await fut
+
+    def feed(self, inp: Any) -> None:
+        self._queue.append(inp)
+        if self._feeding:
+            return  # fed re-entrantly by an output's handler: the loop below gets to it
+        self._feeding = True
+        try:
+            while self._queue:
+                nxt = self._queue.popleft()
+                for out in self.core.step(Tick(now_ms())) + self.core.step(nxt):
+                    self._execute(out)
+        finally:
+            self._feeding = False
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._calls.values():
+            task.cancel()
+        for fut in self._futures.values():
+            if not fut.done():
+                fut.set_exception(LogUnavailable("bifrost is closing"))
+        self._futures.clear()
+
+    def _execute(self, out: FacadeOutput) -> None:
+        if isinstance(out, Call):
+            task = asyncio.ensure_future(self._call(out.call_id, out.request))
+            self._calls[out.call_id] = task
+        elif isinstance(out, OpDone):
+            fut = self._futures.pop(out.op, None)
+            if fut is not None and not fut.done():
+                fut.set_result(out.value)
+        elif isinstance(out, OpFailed):
+            fut = self._futures.pop(out.op, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(_ERROR_OF[out.failure](out.detail))
+        elif isinstance(out, MarkSealed):
+            self._bifrost.provider.loglet(out.params).mark_sealed(out.end_offset)
+        elif isinstance(out, CancelCall):
+            task = self._calls.pop(out.call_id, None)
+            if task is not None:
+                task.cancel()
+        elif isinstance(out, SetTimer):
+            if self._timer is not None:
+                self._timer.cancel()
+            delay = max(0.0, (out.at_ms - now_ms()) / 1000)
+            self._timer = asyncio.get_running_loop().call_later(delay, self.feed, Tick(out.at_ms))
+        else:
+            raise TypeError(f"unexpected facade output {out!r}")
+
+    async def _call(self, call_id: int, req: CallRequest) -> None:
+        try:
+            value = await self._perform(req)
+        except asyncio.CancelledError:
+            return
+        except Exception as e:
+            self._calls.pop(call_id, None)
+            self.feed(CallFailed(call_id, failure_of(e), str(e)))
+            return
+        self._calls.pop(call_id, None)
+        self.feed(CallDone(call_id, value))
+
+    async def _perform(self, req: CallRequest) -> Any:
+        store, provider = self._bifrost._store, self._bifrost.provider
+        match req:
+            case ReadChain():
+                return ChainState(*await load_chain(store, self._log_id))
+            case WriteChain(chain=chain, expected_version=expected):
+                return await cas_chain(store, chain, expected)
+            case LogletFindTail(params=params):
+                state = await provider.loglet(params).find_tail()
+                return LogletTail(state.offset, state.sealed)
+            case LogletWaitForTail(params=params, offset=offset):
+                state = await provider.loglet(params).wait_for_tail(offset)
+                return LogletTail(state.offset, state.sealed)
+            case LogletSeal(params=params):
+                return await provider.loglet(params).seal()
+            case LogletTrim(params=params, offset=offset):
+                await provider.loglet(params).trim(offset)
+                return None
+        raise TypeError(f"unexpected facade call {req!r}")
+
+
 class Bifrost:
     def __init__(
         self,
         store: MetadataStore,
-        provider: ReplicatedProvider,
+        provider: LogletProvider,
         live_nodes: Callable[[], list[int]],
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         rng: random.Random | None = None,
@@ -131,27 +318,32 @@ class Bifrost:
         self._max_record_bytes = max_record_bytes
         self._rng = rng or random.Random()
         self._config: LogsConfig | None = None
-        self._chains: dict[int, tuple[Chain | None, int | None]] = {}
-        self._chain_changed: dict[int, asyncio.Event] = {}
+        self._logs: dict[int, _LogShell] = {}
         self._watchers: dict[int, asyncio.Task[None]] = {}
-        self._reconfig_locks: dict[int, asyncio.Lock] = {}
         self._appenders: dict[int, LogAppender] = {}
         # Random per instance: a restarted process is a new appender, whose sequence numbers
         # never collide with the old one's.
         self.appender_id = self._rng.getrandbits(63) | 1
-        self.stats = BifrostStats()
+        self._stats = BifrostStats()
 
     @property
     def me(self) -> int:
         return self._provider.me.node
 
     @property
-    def provider(self) -> ReplicatedProvider:
+    def provider(self) -> LogletProvider:
         return self._provider
+
+    @property
+    def stats(self) -> BifrostStats:
+        self._stats.reconfigurations = sum(shell.core.reconfigurations for shell in self._logs.values())
+        return self._stats
 
     async def close(self) -> None:
         for appender in self._appenders.values():
             appender.close()
+        for shell in self._logs.values():
+            shell.close()
         for task in self._watchers.values():
             task.cancel()
         await asyncio.gather(*self._watchers.values(), return_exceptions=True)
@@ -166,38 +358,27 @@ class Bifrost:
                 raise LogUnavailable("no logs are provisioned in this cluster yet")
         return self._config
 
-    async def _check_log(self, log_id: int) -> LogsConfig:
-        config = await self.logs_config()
-        if log_id not in config.log_ids:
-            raise UnknownLog(log_id)
-        return config
+    async def _log(self, log_id: int) -> _LogShell:
+        """This log's facade here, following its chain's changes from the first use on."""
+        shell = self._logs.get(log_id)
+        if shell is None:
+            config = await self.logs_config()
+            if log_id not in config.log_ids:
+                raise UnknownLog(log_id)
+            shell = self._logs.get(log_id)
+            if shell is None:
+                shell = self._logs[log_id] = _LogShell(self, log_id, config)
+                self._watchers[log_id] = asyncio.ensure_future(self._watch_chain(log_id, shell))
+        return shell
 
     async def chain(self, log_id: int, refresh: bool = False) -> tuple[Chain | None, int | None]:
-        await self._check_log(log_id)
-        self._ensure_watch(log_id)
-        if refresh or log_id not in self._chains:
-            self._adopt(log_id, *await load_chain(self._store, log_id))
-        return self._chains[log_id]
+        shell = await self._log(log_id)
+        if not refresh and shell.core.loaded:
+            return shell.core.chain, shell.core.version
+        state: ChainState = await shell.run(lambda op: GetChain(op, refresh))
+        return state.chain, state.version
 
-    def _adopt(self, log_id: int, chain: Chain | None, version: int | None) -> None:
-        current = self._chains.get(log_id)
-        if current is not None and current[1] is not None and (version is None or version < current[1]):
-            return  # never go back to an older chain
-        self._chains[log_id] = (chain, version)
-        if chain is not None:
-            # Every segment but the tail has a known end: its loglet is sealed there.
-            for seg, nxt in zip(chain.segments, chain.segments[1:], strict=False):
-                if seg.params is not None:
-                    self._provider.loglet(seg.params).mark_sealed(seg.offset(nxt.base_lsn))
-        event = self._chain_changed.pop(log_id, None)
-        if event is not None:
-            event.set()
-
-    def _ensure_watch(self, log_id: int) -> None:
-        if log_id not in self._watchers:
-            self._watchers[log_id] = asyncio.ensure_future(self._watch_chain(log_id))
-
-    async def _watch_chain(self, log_id: int) -> None:
+    async def _watch_chain(self, log_id: int, shell: _LogShell) -> None:
         """Follow chain changes made by other nodes (readers learn where segments end). A value
         that is not a chain is logged and skipped: the last good chain stays in force."""
         key = chain_key(log_id)
@@ -211,7 +392,7 @@ class Bifrost:
                     except RecordFormatError as e:
                         log.error("ignoring a bad chain in the metadata store", extra={"error": str(e)})
                         continue
-                    self._adopt(log_id, chain, found.version)
+                    shell.feed(ChainSeen(chain, found.version))
             except (MetadataUnavailable, UnknownOutcome) as e:
                 log.info("chain watch interrupted", extra={"log": log_id, "error": str(e)})
                 await asyncio.sleep(WATCH_RETRY_S)
@@ -233,14 +414,11 @@ class Bifrost:
                 return True
         return False
 
-    async def wait_chain_change(self, log_id: int, version: int | None, timeout_s: float) -> None:
-        if self._chains.get(log_id, (None, None))[1] != version:
-            return
-        event = self._chain_changed.setdefault(log_id, asyncio.Event())
-        try:
-            await asyncio.wait_for(event.wait(), timeout_s)
-        except TimeoutError:
-            self._adopt(log_id, *await load_chain(self._store, log_id))
+    async def wait_chain_change(self, log_id: int, version: int | None) -> tuple[Chain | None, int | None]:
+        """The chain once it is newer than ``version`` (or as read again after a while)."""
+        shell = await self._log(log_id)
+        state: ChainState = await shell.run(lambda op: WaitChainChange(op, version))
+        return state.chain, state.version
 
     # --- appends ---
 
@@ -254,15 +432,21 @@ class Bifrost:
         cost, limit = batch_cost(records), max_batch_cost(self._max_record_bytes)
         if cost > limit:
             raise BatchTooLarge(len(records), cost, limit)
-        await self._check_log(log_id)
+        await self._log(log_id)
         started = asyncio.get_running_loop().time()
         appender = self._appenders.get(log_id)
         if appender is None:
             appender = self._appenders[log_id] = LogAppender(self, log_id, self.appender_id)
         first = await appender.append(records)
-        self.stats.appended_records += len(records)
-        self.stats.observe_latency(asyncio.get_running_loop().time() - started)
+        self._stats.appended_records += len(records)
+        self._stats.observe_latency(asyncio.get_running_loop().time() - started)
         return first
+
+    async def bring_tail(self, log_id: int, after_version: int | None, reconfigure: bool) -> Tail | TailUnavailable:
+        """A tail for the log's appender (its `WantTail`): see `bifrost.core.BringTail`."""
+        shell = await self._log(log_id)
+        result: Tail | TailUnavailable = await shell.run(lambda op: BringTail(op, after_version, reconfigure))
+        return result
 
     @property
     def reappended_records(self) -> int:
@@ -281,31 +465,8 @@ class Bifrost:
         return self._provider.is_dead(seq.node) or self._provider.is_stale(seq)
 
     async def create_first_segment(self, log_id: int) -> None:
-        config = await self.logs_config()
-        nodeset = self._nodeset(config)
-        params = LogletParams(loglet_id(log_id, 0), self._provider.me, config.replication, nodeset)
-        try:
-            version = await cas_chain(self._store, Chain.new(log_id, params), None)
-            self._adopt(log_id, Chain.new(log_id, params), version)
-            log.info("log created", extra={"log": log_id, "nodeset": nodeset})
-        except PreconditionFailed:
-            await self.chain(log_id, refresh=True)
-
-    def _nodeset(self, config: LogsConfig) -> tuple[int, ...]:
-        # Only live nodes whose stores can take writes (this one included, if it can).
-        live = sorted(set(self._live_nodes()))
-        nodeset = select_nodeset(self.me, live, config.replication, self._rng, target=config.nodeset_size)
-        if nodeset is None:
-            alive = self._all_live_nodes()
-            if len(alive) >= config.replication:
-                raise NoWritableNodeset(
-                    f"only {len(live)} of {len(alive)} live log-servers can take writes, replication "
-                    f"{config.replication} needs more (see the nodes' /health for why)"
-                )
-            raise LogUnavailable(
-                f"only {len(alive)} live log-servers, replication {config.replication} needs more"
-            )
-        return nodeset
+        shell = await self._log(log_id)
+        await shell.run(CreateFirstSegment)
 
     # --- reconfiguration ---
 
@@ -315,194 +476,39 @@ class Bifrost:
         With ``expected_version``, do nothing if the chain already moved past that version
         (someone else reconfigured): the caller just retries on the newer chain.
         """
-        lock = self._reconfig_locks.setdefault(log_id, asyncio.Lock())
-        async with lock:
-            chain, version = await self.chain(log_id, refresh=True)
-            if expected_version is not None and version != expected_version:
-                assert chain is not None
-                return chain
-            if chain is None:
-                await self.create_first_segment(log_id)
-                chain, _ = self._chains[log_id]
-                assert chain is not None
-                return chain
-            config = await self.logs_config()
-            nodeset = self._nodeset(config)
-            assert version is not None
-            if chain.tail.params is None:
-                new_chain = chain.append_segment(
-                    chain.tail.base_lsn,
-                    LogletParams(chain.next_loglet_id(), self._provider.me, config.replication, nodeset),
-                )
-                await self._cas(log_id, new_chain, version)
-                return self._chains[log_id][0] or new_chain
-            result = await self._run_reconfiguration(log_id, chain, version, nodeset, config.replication)
-            self.stats.reconfigurations += 1 if result.won else 0
-            log.info(
-                "reconfigured",
-                extra={"log": log_id, "won": result.won, "sealed_tail": result.sealed_tail},
-            )
-            final, _ = await self.chain(log_id, refresh=True)
-            assert final is not None
-            return final
-
-    async def _cas(self, log_id: int, chain: Chain, version: int) -> bool:
-        """Write ``chain`` iff the stored one is still at ``version``; True iff ours is stored.
-
-        The metadata store may be between leaders: an unavailable write is retried, and a write
-        of unknown outcome is settled by reading the chain back (ours, or someone else's)."""
-        delay = CHAIN_WAIT_S / 10
-        while True:
-            try:
-                new_version = await cas_chain(self._store, chain, version)
-            except PreconditionFailed:
-                await self.chain(log_id, refresh=True)
-                return False
-            except (MetadataUnavailable, UnknownOutcome) as e:
-                log.info("chain write retried", extra={"log": log_id, "error": str(e)})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, CHAIN_WAIT_S)
-                try:
-                    stored, stored_version = await load_chain(self._store, log_id)
-                except (MetadataUnavailable, UnknownOutcome):
-                    continue
-                if stored_version is not None and stored_version != version:
-                    self._adopt(log_id, stored, stored_version)
-                    return stored == chain
-                continue
-            self._adopt(log_id, chain, new_version)
-            return True
-
-    async def _run_reconfiguration(
-        self, log_id: int, chain: Chain, version: int, nodeset: tuple[int, ...], replication: int
-    ) -> Reconfigured:
-        tail_params = chain.tail.params
-        assert tail_params is not None
-        old = self._provider.sequencer(tail_params)
-        known = old.tail_state.offset if old is not None else 1
-        core = Reconfiguration(
-            self._provider.me,
-            chain,
-            version,
-            nodeset,
-            replication,
-            now_ms=now_ms(),
-            known_global_tail=known,
-            non_authoritative=self._provider.non_authoritative(tail_params.loglet_id),
-        )
-        done: asyncio.Future[Reconfigured] = asyncio.get_running_loop().create_future()
-
-        def on_output(out: Any) -> None:
-            if isinstance(out, CasChain):
-                asyncio.ensure_future(cas(out))
-            elif isinstance(out, Reconfigured) and not done.done():
-                done.set_result(out)
-            elif isinstance(out, NoSafeTail) and not done.done():
-                done.set_exception(no_safe_tail(tail_params, out))
-
-        async def cas(out: CasChain) -> None:
-            ok = await self._cas(log_id, out.chain, out.expected_version)
-            driver.feed(CasResult(ok))
-
-        driver = CoreDriver(core, self._provider.network, on_output)
-        for node in tail_params.nodeset:
-            if self._provider.is_dead(node):
-                driver.hint(node, alive=False)
-        driver.kick()
-        try:
-            return await asyncio.wait_for(done, RECONFIGURE_TIMEOUT_S)
-        except TimeoutError:
-            # Its f-majority may be down: let the lock go, the next append or watchdog round
-            # tries again with what the nodes look like then.
-            raise LogUnavailable(
-                f"reconfiguration of log {log_id} did not finish within {RECONFIGURE_TIMEOUT_S:g}s"
-            ) from None
-        finally:
-            driver.close()
+        shell = await self._log(log_id)
+        won = shell.core.reconfigurations
+        chain: Chain | None = await shell.run(lambda op: Reconfigure(op, expected_version))
+        if chain is None:
+            raise LogUnavailable(f"log {log_id} has no segment yet")
+        if shell.core.reconfigurations > won:
+            log.info("reconfigured", extra={"log": log_id, "chain": chain.describe()})
+        return chain
 
     # --- tail, trim, seal ---
 
     async def find_tail(self, log_id: int) -> tuple[int, bool]:
         """(next LSN to be written, whether the log is sealed)."""
-        chain, version = await self.chain(log_id)
-        if chain is None:
-            return 1, False
-        if chain.tail.params is not None and self.sequencer_is_gone(chain.tail.params):
-            # Only a live sequencer knows an open segment's tail: replace a dead one first.
-            chain = await self.reconfigure(log_id, expected_version=version)
-        seg = chain.tail
-        if seg.params is None:
-            return seg.base_lsn, True
-        tail = await self._provider.loglet(seg.params).find_tail()
-        if tail.sealed:
-            # A sealed tail segment whose successor is not in the chain yet: extend the chain,
-            # so the tail we report is the one the chain fixes, not this node's own find-tail.
-            chain = await self.reconfigure(log_id, expected_version=version)
-            seg = chain.tail
-            if seg.params is None:
-                return seg.base_lsn, True
-            tail = await self._provider.loglet(seg.params).find_tail()
-        return seg.lsn(tail.offset), False
+        shell = await self._log(log_id)
+        result: tuple[int, bool] = await shell.run(FindTail)
+        return result
 
     async def trim(self, log_id: int, up_to_lsn: int) -> None:
         """Drop records up to and including ``up_to_lsn`` (which must be below the tail)."""
-        if up_to_lsn < 1:
-            raise InvalidLsn(f"trim point must be >= 1, got {up_to_lsn}")
-        tail, _ = await self.find_tail(log_id)
-        if up_to_lsn >= tail:
-            raise InvalidLsn(f"cannot trim log {log_id} up to {up_to_lsn}: its tail is {tail}")
-        chain, version = await self.chain(log_id)
-        assert chain is not None and version is not None
-        for seg, end in _segments_with_end(chain):
-            if seg.params is None or seg.base_lsn > up_to_lsn:
-                continue
-            last = up_to_lsn if end is None else min(up_to_lsn, end - 1)
-            if last >= seg.base_lsn:
-                await self._provider.loglet(seg.params).trim(seg.offset(last))
-        trimmed = chain.trim_prefix(up_to_lsn)
-        if trimmed != chain:
-            await self._cas(log_id, trimmed, version)
+        shell = await self._log(log_id)
+        await shell.run(lambda op: TrimLog(op, up_to_lsn))
 
     async def seal(self, log_id: int) -> int:
         """Seal the log: no append succeeds until ``reconfigure``. Returns the sealed tail LSN."""
-        while True:
-            chain, version = await self.chain(log_id, refresh=True)
-            if chain is None:
-                raise LogUnavailable(f"log {log_id} has no segment yet")
-            seg = chain.tail
-            if seg.params is None:
-                return seg.base_lsn
-            loglet = self._provider.loglet(seg.params)
-            await loglet.seal()
-            tail = await loglet.find_tail()
-            assert version is not None
-            if await self._cas(log_id, chain.seal(seg.lsn(tail.offset)), version):
-                return seg.lsn(tail.offset)
+        shell = await self._log(log_id)
+        result: int = await shell.run(SealLog)
+        return result
 
     async def wait_for_tail(self, log_id: int, lsn: int) -> int:
         """Wait until the record at ``lsn`` is committed; return the tail (next LSN) seen then."""
-        while True:
-            chain, version = await self.chain(log_id)
-            if chain is None:
-                await self.wait_chain_change(log_id, version, timeout_s=CHAIN_WAIT_S)
-                continue
-            seg = chain.tail
-            if lsn < seg.base_lsn:
-                return seg.base_lsn  # committed in an earlier, sealed segment
-            if seg.params is None:  # the log is sealed before lsn
-                await self.wait_chain_change(log_id, version, timeout_s=CHAIN_WAIT_S)
-                continue
-            try:
-                state = await self._provider.loglet(seg.params).wait_for_tail(seg.offset(lsn + 1))
-            except LogUnavailable:
-                if not self.sequencer_is_gone(seg.params):
-                    raise
-                await self.reconfigure(log_id, expected_version=version)
-                continue
-            tail = seg.lsn(state.offset)
-            if tail > lsn:
-                return tail
-            await self.wait_chain_change(log_id, version, timeout_s=CHAIN_WAIT_S)
+        shell = await self._log(log_id)
+        result: int = await shell.run(lambda op: WaitForTail(op, lsn))
+        return result
 
     # --- reads ---
 
@@ -514,45 +520,33 @@ class Bifrost:
         whose tag was seen before in this read (a copy re-appended after a seal) is skipped."""
         if from_lsn < 1:
             raise InvalidLsn(f"LSNs start at 1, got {from_lsn}")
-        seen: dict[int, int] = {}
-        async for entry in self._read(log_id, from_lsn, to_lsn):
-            if dedup and isinstance(entry, LogRecord):
-                if entry.seq <= seen.get(entry.appender, 0):
-                    continue
-                seen[entry.appender] = entry.seq
-            yield entry
-
-    async def _read(self, log_id: int, from_lsn: int, to_lsn: int | None) -> AsyncIterator[LogEntry]:
-        lsn = from_lsn
-        while to_lsn is None or lsn <= to_lsn:
-            chain, version = await self.chain(log_id)
-            if chain is None:
-                await self.wait_chain_change(log_id, version, timeout_s=CHAIN_WAIT_S)
-                continue
-            head = chain.segments[0].base_lsn
-            if lsn < head:
-                yield LogTrimGap(lsn, head - 1)
-                lsn = head
-                continue
-            seg = chain.find(lsn)
-            if seg is None:  # at a seal marker: wait for the next segment
-                await self.wait_chain_change(log_id, version, timeout_s=CHAIN_WAIT_S)
-                continue
-            assert seg.params is not None
-            async for entry in self._provider.loglet(seg.params).read(seg.offset(lsn)):
-                if isinstance(entry, Record):
-                    appender, seq, payload = untag(entry.payload)
-                    yield LogRecord(seg.lsn(entry.offset), payload, appender, seq)
-                    lsn = seg.lsn(entry.offset) + 1
-                elif isinstance(entry, TrimGap):
-                    yield LogTrimGap(seg.lsn(entry.from_offset), seg.lsn(entry.to_offset))
-                    lsn = seg.lsn(entry.to_offset) + 1
-                if to_lsn is not None and lsn > to_lsn:
-                    return
-            # The loglet ended where the chain says it does: the loop continues in the next
-            # segment (chain.find maps the next LSN there).
-
-
-def _segments_with_end(chain: Chain) -> list[tuple[Segment, int | None]]:
-    segs = list(chain.segments)
-    return [(s, segs[i + 1].base_lsn if i + 1 < len(segs) else None) for i, s in enumerate(segs)]
+        walk = ReadWalk(from_lsn, to_lsn, dedup=dedup)
+        todo = deque(walk.step(ChainIs(*await self.chain(log_id))))
+        while todo:
+            out = todo.popleft()
+            if isinstance(out, Emit):
+                yield out.entry
+            elif isinstance(out, ReadDone):
+                return
+            elif isinstance(out, WantChain):
+                if out.newer:
+                    state = await self.wait_chain_change(log_id, out.after_version)
+                else:
+                    state = await self.chain(log_id)
+                todo.extend(walk.step(ChainIs(*state)))
+            elif isinstance(out, ReadLoglet):
+                assert out.segment.params is not None
+                async with aclosing(self._provider.loglet(out.segment.params).read(out.from_offset)) as stream:
+                    async for entry in stream:
+                        if isinstance(entry, Record):
+                            appender, seq, payload = untag(entry.payload)
+                            step = walk.step(LogletRecord(entry.offset, payload, appender, seq))
+                        else:
+                            step = walk.step(LogletGap(entry.from_offset, entry.to_offset))
+                        for o in step:
+                            if isinstance(o, Emit):
+                                yield o.entry
+                            else:  # ReadDone: past to_lsn
+                                return
+                # The loglet ended where the chain says it does: the walk goes on in the next segment.
+                todo.extend(walk.step(LogletEnd()))

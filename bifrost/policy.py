@@ -1,7 +1,8 @@
 """Every timeout, interval and retry policy of the log, in one place.
 
 Cores take theirs as config objects (`SequencerConfig`, `TaskConfig`, `ReaderConfig`,
-`AppenderConfig`, with defaults there); the shells' are here. Each value says what it bounds.
+`AppenderConfig`, `FacadeConfig`, with defaults there); the shells' are here. Each value says
+what it bounds.
 """
 
 from __future__ import annotations
@@ -29,14 +30,9 @@ ROUTE_TTL_S: Final = 60.0
 
 # --- chains and metadata -------------------------------------------------------------------
 
-CHAIN_WAIT_S: Final = 1.0
-"""Waiting for a newer chain (a reconfiguration elsewhere) before looking again ourselves."""
+# How long to wait for a newer chain, and when a reconfiguration gives up: `FacadeConfig`.
 
 WATCH_RETRY_S: Final = 0.5
-
-RECONFIGURE_TIMEOUT_S: Final = 20.0
-"""A reconfiguration (seal, find the tail, write the chain) gives up after this long, so a
-segment whose f-majority is down does not hold the log's reconfiguration lock forever."""
 """After the metadata store interrupted a watch (leader change), before watching again."""
 
 # --- failure detection and the watchdog -----------------------------------------------------

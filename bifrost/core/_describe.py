@@ -3,11 +3,12 @@ failure messages read like transcripts."""
 
 from __future__ import annotations
 
+from ._facade import Call, CancelCall, MarkSealed, OpDone, OpFailed, describe_facade
 from ._io import NodeAlive, NodeDead, Response, Send, SetTimer, Tick, describe_io
 from ._log_server import Persist, Persisted, Reply, Request, describe_log_server_output
 from ._messages import describe_message
+from ._read_walk import Emit, ReadDone, ReadLoglet, WantChain, describe_read_walk
 from ._reader import Deliver, DeliverTrimGap, SetTail, describe_reader_output
-from ._reconfigure import CasChain, CasResult, Reconfigured
 from ._sequencer import Append, AppendFailed, Committed, describe_sequencer_output
 from ._tasks import SealDone, TailFound, TrimDone, describe_task_output
 
@@ -32,10 +33,8 @@ def describe(x: object) -> str:
             return describe_reader_output(x)
         case SetTail(tail=t, final=f):
             return f"set-tail {t}{' final' if f else ''}"
-        case CasChain(expected_version=v, chain=c):
-            return f"cas-chain expected_version={v}: {c.describe()}"
-        case CasResult(ok=ok):
-            return f"cas-result {'ok' if ok else 'conflict'}"
-        case Reconfigured(won=w, sealed_tail=t):
-            return f"reconfigured {'won' if w else 'lost'} sealed_tail={t}"
+        case Call() | CancelCall() | MarkSealed() | OpDone() | OpFailed():
+            return describe_facade(x)
+        case ReadLoglet() | WantChain() | Emit() | ReadDone():
+            return describe_read_walk(x)
     return describe_message(x)  # type: ignore[arg-type]

@@ -1,11 +1,12 @@
 """The read loop of a single-node loglet (memory, local): trim gaps, records below the tail,
-then wait for the tail to move, and end at the tail once the loglet is sealed."""
+then wait for the tail to move, and end at the tail once the loglet is sealed. And their
+wait-for-tail."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
-from bifrost.loglet import LogletEntry, Record, TrimGap
+from bifrost.loglet import LogletEntry, Record, TailState, TrimGap
 from bifrost.tail_watch import TailWatch
 
 
@@ -34,3 +35,11 @@ async def read_loglet(
             return
         else:
             await tail.wait_for_change(state)
+
+
+async def wait_for_offset(tail: TailWatch, offset: int) -> TailState:
+    """The tail once it reaches ``offset`` or the loglet is sealed."""
+    state = tail.state
+    while state.offset < offset and not state.sealed:
+        state = await tail.wait_for_change(state)
+    return state

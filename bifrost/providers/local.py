@@ -1,4 +1,5 @@
-"""The local loglet: one node, RocksDB, group commit. Every loglet of the node shares one DB."""
+"""The local loglet: one node, RocksDB, group commit. Every loglet of the node shares one DB;
+`LocalProvider` serves them to Bifrost."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from pathlib import Path
 
 from rocksdict import Options, Rdict, ReadOptions
 
+from bifrost.core._types import GenerationalNodeId, LogletParams, NodeId
 from bifrost.errors import LogletSealed
 from bifrost.log_server.writer import GroupCommitWriter
-from bifrost.loglet import LogletEntry, TailState
+from bifrost.loglet import LogletEntry, LogletProvider, TailState
 from bifrost.providers import local_keys as keys
-from bifrost.providers._reading import read_loglet
+from bifrost.providers._reading import read_loglet, wait_for_offset
 from bifrost.tail_watch import TailWatch
 
 # Records handed to a reader per RocksDB iterator pass.
@@ -80,7 +82,10 @@ class LocalLoglet:
     def loglet_id(self) -> int:
         return self._id
 
-    def enqueue_batch(self, payloads: Sequence[bytes]) -> asyncio.Future[int]:
+    def enqueue_batch(
+        self, payloads: Sequence[bytes], *, appender: int = 0, first_seq: int = 0, prev_seq: int = 0
+    ) -> asyncio.Future[int]:
+        # In-process: a batch is never resent, so the appender's sequence numbers are not needed.
         loop = asyncio.get_running_loop()
         if self._sealing:
             fut: asyncio.Future[int] = loop.create_future()
@@ -102,11 +107,18 @@ class LocalLoglet:
     async def find_tail(self) -> TailState:
         return self._tail.state
 
-    async def seal(self) -> None:
+    async def wait_for_tail(self, offset: int) -> TailState:
+        return await wait_for_offset(self._tail, offset)
+
+    async def seal(self) -> int:
         self._sealing = True
         # Queued behind every enqueued batch: the sealed tail covers all of them.
         await self._store.writer.submit([(keys.seal_key(self._id), b"\x01")])
         self._tail.advance(self._next, sealed=True)
+        return self._tail.state.offset
+
+    def mark_sealed(self, tail: int) -> None:
+        """A single copy's own seal is where the chain ends it: nothing to learn."""
 
     async def trim(self, offset: int) -> None:
         offset = min(offset, self._tail.state.offset - 1)
@@ -127,3 +139,23 @@ class LocalLoglet:
             self._tail,
             lambda first, end: self._store.read_range(self._id, first, end),
         )
+
+
+class LocalProvider(LogletProvider):
+    """The local loglets of one node, in one RocksDB at ``path``."""
+
+    def __init__(self, path: Path, me: GenerationalNodeId | None = None) -> None:
+        self.me = me or GenerationalNodeId(1, 1)
+        self._store = LocalLogletStore(path)
+
+    def loglet(self, params: LogletParams) -> LocalLoglet:
+        return self._store.loglet(params.loglet_id)
+
+    def is_dead(self, node: NodeId) -> bool:
+        return False
+
+    def is_stale(self, process: GenerationalNodeId) -> bool:
+        return False
+
+    async def close(self) -> None:
+        await self._store.close()

@@ -192,8 +192,8 @@ class ReplicatedLoglet:
         finally:
             driver.close()
 
-    async def seal(self) -> None:
-        await self._find_sealed_tail()
+    async def seal(self) -> int:
+        return await self._find_sealed_tail()
 
     async def _find_sealed_tail(self) -> int:
         """Seal on an f-majority and repair up to the highest sealed local tail. Safe to run

@@ -25,6 +25,7 @@ from typing import Any
 from bifrost.core import RequestMessage, Store, StoreFlags
 from bifrost.core._types import GenerationalNodeId, LogletParams
 from bifrost.errors import LogletSealed, LogletWriteUnavailable
+from bifrost.loglet import LogletProvider
 from bifrost.policy import TAIL_WAIT_MS
 from bifrost.replicated.log_server import LogServerService
 from bifrost.replicated.loglet import ReplicatedLoglet
@@ -119,7 +120,7 @@ def _answer(
         reply(request_id, AppendResponse(AppendStatus.UNAVAILABLE, message=str(error)))
 
 
-class ReplicatedProvider:
+class ReplicatedProvider(LogletProvider):
     def __init__(
         self,
         me: GenerationalNodeId,

@@ -1,4 +1,4 @@
-"""Seal, find-tail/repair and reconfiguration cores over the in-memory loopback network."""
+"""Seal, find-tail/repair and trim cores over the in-memory loopback network; nodeset choice."""
 
 from __future__ import annotations
 
@@ -7,15 +7,10 @@ import random
 import pytest
 
 from bifrost.core import (
-    CasChain,
-    CasResult,
-    Chain,
     FindTailTask,
     GenerationalNodeId,
     LogletParams,
     NoSafeTail,
-    Reconfiguration,
-    Reconfigured,
     RequestHeader,
     SealDone,
     SealTask,
@@ -27,7 +22,6 @@ from bifrost.core import (
     TrimTask,
     loglet_id,
     nodeset_needs_change,
-    select_nodeset,
 )
 from tests.unit.bifrost.loopback import Loopback
 
@@ -113,25 +107,6 @@ def test_concurrent_find_tails_interleaved_are_safe() -> None:
     assert results == {0: 8, 1: 8}
     for off in range(1, 8):
         assert len(holders(net, off)) >= 2
-
-
-def test_reconfiguration_seals_repairs_and_cas_a_new_segment() -> None:
-    net = Loopback([1, 2, 3])
-    preload(net, 1, 4)
-    preload(net, 2, 4)
-    chain = Chain.new(5, PARAMS)
-    me = GenerationalNodeId(2, 3)
-    nodeset = select_nodeset(2, [2, 3], 2, random.Random(1))
-    assert nodeset == (2, 3)
-    core = Reconfiguration(me, chain, 7, nodeset, 2)
-    net.isolate(1)
-    out = net.drive(core, lambda o: isinstance(o, CasChain))
-    cas = out[-1]
-    assert isinstance(cas, CasChain) and cas.expected_version == 7
-    new = cas.chain
-    assert new.tail.base_lsn == 4 and new.tail.params is not None
-    assert new.tail.params.sequencer == me and new.tail.params.loglet_id == loglet_id(5, 1)
-    assert core.step(CasResult(True)) == [Reconfigured(True, 4)]
 
 
 def test_trim_completes_on_a_write_quorum_and_servers_drop_records() -> None:
