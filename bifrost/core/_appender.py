@@ -26,7 +26,10 @@ Failures (a refusal of any pending batch by the current loglet):
 When a newer tail arrives, every unacknowledged batch is enqueued again, in order, into the new
 loglet: at-least-once across segments (the old one may hold them too: repair keeps what an
 f-majority stored). Those copies carry the same tags. A batch acknowledged by the old loglet
-after that is resolved with the old LSN (the earliest copy); the later one is a duplicate.
+after that is resolved with the old LSN (the earliest copy); the later one is a duplicate. Such
+a batch stays in the current loglet's chain of sequence numbers until that loglet acknowledges
+it too (or the tail moves on): a resend must not skip it, or the sequencer, which may hold it,
+would refuse every later batch as out of order, for good.
 
 Each batch fails with `Rejected` once `deadline_ms` passed without an acknowledgement, or at
 once when the log is sealed for good (an operator seal) or no tail can be had.
@@ -156,7 +159,7 @@ class AppenderState(enum.Enum):
 
 
 class _Batch:
-    __slots__ = ("batch_id", "deadline", "enqueued_to", "first_seq", "payloads")
+    __slots__ = ("batch_id", "deadline", "enqueued_to", "first_seq", "payloads", "resolved")
 
     def __init__(self, batch_id: int, payloads: tuple[bytes, ...], first_seq: int, deadline: int) -> None:
         self.batch_id = batch_id
@@ -164,6 +167,7 @@ class _Batch:
         self.first_seq = first_seq
         self.deadline = deadline
         self.enqueued_to: int | None = None  # loglet id of the latest enqueue
+        self.resolved = False  # acknowledged by an older loglet, still in flight to the current one
 
 
 class Appender:
@@ -194,7 +198,8 @@ class Appender:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        """Batches not resolved yet."""
+        return sum(1 for b in self._pending if not b.resolved)
 
     def step(self, inp: AppenderInput) -> list[AppenderOutput]:
         if self._state is AppenderState.FAILED:
@@ -253,13 +258,14 @@ class Appender:
                     RejectReason.LOG_SEALED,
                     f"the log is sealed at LSN {inp.segment.base_lsn if inp.segment else 0}",
                 )
-            elif self._pending:
+            elif self.pending:
                 self._want_later(self._now + self._retry_delay, reconfigure=True)
             return
         self._want_at = None
         self._escalate_at = None
         if inp.segment.params.loglet_id != old:
             self._last_sent_seq = 0
+            self._pending = deque(b for b in self._pending if not b.resolved)
             in_flight = {b.enqueued_to for b in self._pending}
             self._segments = {lid: seg for lid, seg in self._segments.items() if lid in in_flight}
             self._acked_seq = {lid: s for lid, s in self._acked_seq.items() if lid in in_flight}
@@ -278,9 +284,14 @@ class Appender:
         seg = self._segments.get(inp.loglet_id)
         for i, b in enumerate(self._pending):
             if b.batch_id == inp.batch_id:
-                del self._pending[i]
                 last_seq = b.first_seq + len(b.payloads) - 1
                 self._acked_seq[inp.loglet_id] = max(self._acked_seq.get(inp.loglet_id, 0), last_seq)
+                current = self._current_loglet()
+                if b.resolved or b.enqueued_to != current or inp.loglet_id == current:
+                    del self._pending[i]
+                if b.resolved:
+                    break  # the current loglet took it too: nothing more to tell
+                b.resolved = True
                 if seg is not None:
                     first = inp.last_offset - len(b.payloads) + 1
                     self._out.append(Resolved(b.batch_id, seg.lsn(first)))
@@ -319,7 +330,7 @@ class Appender:
 
     def _on_time(self) -> None:
         now = self._now
-        expired = [b for b in self._pending if b.deadline <= now]
+        expired = [b for b in self._pending if b.deadline <= now and not b.resolved]
         for b in expired:
             self._pending.remove(b)
             self._out.append(
@@ -331,7 +342,7 @@ class Appender:
                 self._resend_all()
         if self._want_at is not None and self._want_at <= now and not self._wanting:
             self._want_at = None
-            if self._pending:
+            if self.pending:
                 self._want(self._want_reconfigure)
 
     # --- internals ---
@@ -352,7 +363,8 @@ class Appender:
 
     def _reject_all(self, reason: RejectReason, detail: str) -> None:
         for b in self._pending:
-            self._out.append(Rejected(b.batch_id, reason, detail))
+            if not b.resolved:
+                self._out.append(Rejected(b.batch_id, reason, detail))
         self._pending.clear()
 
     def _enqueue(self, b: _Batch) -> None:
@@ -372,7 +384,7 @@ class Appender:
             self._enqueue(b)
 
     def _arm_timer(self) -> None:
-        times = [b.deadline for b in self._pending]
+        times = [b.deadline for b in self._pending if not b.resolved]
         if self._retry_at is not None:
             times.append(self._retry_at)
         if self._want_at is not None:

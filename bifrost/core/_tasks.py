@@ -64,6 +64,7 @@ from ._messages import (
     Stored,
     StoreFlags,
     Trim,
+    TrimGap,
     Trimmed,
 )
 from ._quorum import NodeSetChecker
@@ -428,6 +429,10 @@ class FindTailTask:
             return
         self._info[node] = m.header
         self._global = max(self._global, m.header.known_global_tail)
+        if isinstance(m, LogletInfo):
+            # Only committed offsets are ever trimmed: the tail is past a trim point, and the
+            # trimmed offsets need (and allow) no repair.
+            self._global = max(self._global, m.trim_point + 1)
         sealed = [n for n, h in self._info.items() if h.sealed and n not in self._non_auth]
         chk = self._checker()
         for n in sealed:
@@ -456,6 +461,11 @@ class FindTailTask:
                 if isinstance(e, Data) and e.offset == self._read_from and e.offset < self._candidate:
                     self._records[e.offset] = e.payload
                     self._read_from += 1
+                    progressed = True
+                elif isinstance(e, TrimGap) and e.offset <= self._read_from <= e.to:
+                    # Trimmed meanwhile, so committed: nothing to repair up to there.
+                    self._read_from = e.to + 1
+                    self._global = max(self._global, min(e.to + 1, self._candidate))
                     progressed = True
         if not progressed:
             self._rotate(node)
@@ -531,6 +541,9 @@ class FindTailTask:
                 elif not h.sealed:
                     f.send(n, Seal(f.header(self._global), p.sequencer))
         elif self._state is FindTailState.READ:
+            for n in [n for n in self._sources if f.deadline.get(n, f.now + 1) <= f.now]:
+                del f.deadline[n]  # a lost request or reply: the next source, after a backoff
+                self._rotate(n)
             if any(n in f.deadline for n in self._sources):
                 return
             for n in list(self._sources):
