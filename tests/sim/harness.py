@@ -361,6 +361,10 @@ class Checker:
         self.durable_prefix: dict[int, int] = {}
         self.local_tails: dict[tuple[int, int], int] = {}
         self.segments: dict[int, Any] = {}  # every loglet segment ever in the chain (bases never move)
+        # A sealed loglet's tail as a find-tail found it (after repair onto a write quorum):
+        # readers may deliver below it before the chain records where the loglet ends.
+        self.found_tail: dict[int, int] = {}
+        self.max_delivered: dict[int, int] = {}  # loglet -> highest offset a reader delivered
         self.max_trim = 0  # the highest trim point any trim asked for
 
     def fail(self, what: str) -> None:
@@ -462,6 +466,8 @@ class Checker:
         sealed = old_tail.offset(end)
         if self.max_acked_offset.get(lid, 0) >= sealed:
             self.fail(f"loglet {lid} sealed at {sealed} below acked offset {self.max_acked_offset[lid]}")
+        if self.max_delivered.get(lid, 0) >= sealed:
+            self.fail(f"loglet {lid} sealed at {sealed}, but a reader delivered offset {self.max_delivered[lid]}")
         self.sealed_tail[lid] = sealed
         # Every offset below the sealed tail must be durable on a write quorum (repair did it).
         for off in range(self.durable_prefix.get(lid, 1), sealed):
@@ -474,9 +480,11 @@ class Checker:
 
     def on_loglet_deliver(self, reader: str, params: LogletParams, offset: int, payload: bytes) -> None:
         lid = params.loglet_id
-        bound = max(self.max_global_tail.get(lid, 1), self.sealed_tail.get(lid, 1))
+        sealed = self.sealed_tail.get(lid)
+        bound = sealed if sealed is not None else max(self.max_global_tail.get(lid, 1), self.found_tail.get(lid, 1))
         if offset >= bound:
             self.fail(f"{reader} delivered {lid}@{offset} at/past the global tail {bound}")
+        self.max_delivered[lid] = max(self.max_delivered.get(lid, 0), offset)
         if self.assigned.get((lid, offset)) != payload:
             self.fail(
                 f"{reader} delivered {payload!r} at {lid}@{offset}, assigned {self.assigned.get((lid, offset))!r}"
@@ -1063,6 +1071,7 @@ class Simulation:
             if isinstance(o, TailFound):
                 ns.components.pop(key, None)
                 ns.found_tail.setdefault(lid, o.tail)
+                self.check.found_tail[lid] = max(self.check.found_tail.get(lid, 1), o.tail)
                 ok(ns.found_tail[lid])
             elif isinstance(o, NoSafeTail):
                 ns.components.pop(key, None)

@@ -12,9 +12,15 @@ import os
 import pytest
 
 from bifrost.core import LogletMode, LogServer, MemoryLogStore, Persist, Persisted, Request, Store
-from tests.sim.harness import InvariantViolation, Simulation, run_seed
+from tests.sim.harness import InvariantViolation, SimResult, Simulation, run_seed
 
 DEFAULT_SEEDS = 1000
+# Seeds per test: one pytest test per seed cost more than a seed's run.
+CHUNK = 50
+GUARD_SEEDS = range(60)
+
+# Results of the seeds run so far in this session, for the swarm guard (which runs any missing).
+_results: dict[int, SimResult] = {}
 
 
 def seeds() -> list[int]:
@@ -23,24 +29,30 @@ def seeds() -> list[int]:
     return list(range(int(os.environ.get("SIM_SEEDS", DEFAULT_SEEDS))))
 
 
+def chunks() -> list[list[int]]:
+    all_seeds = seeds()
+    return [all_seeds[i : i + CHUNK] for i in range(0, len(all_seeds), CHUNK)]
+
+
 def replay_hint(seed: int) -> str:
     return f"reproduce: SIM_SEED={seed} pytest tests/sim -k test_sim_seed"
 
 
-@pytest.mark.parametrize("seed", seeds())
-def test_sim_seed(seed: int) -> None:
-    sim = Simulation(seed)
-    try:
-        sim.run()
-    except Exception as e:
-        raise AssertionError(
-            f"seed {seed} failed: {e}\nconfig: {sim.config.describe()}\n{replay_hint(seed)}"
-        ) from e
+@pytest.mark.parametrize("chunk", chunks(), ids=lambda c: f"seeds{c[0]}-{c[-1]}")
+def test_sim_seeds(chunk: list[int]) -> None:
+    failures = []
+    for seed in chunk:
+        sim = Simulation(seed)
+        try:
+            _results[seed] = sim.run()
+        except Exception as e:
+            failures.append(f"seed {seed} failed: {e}\nconfig: {sim.config.describe()}\n{replay_hint(seed)}")
+    assert not failures, "\n\n".join(failures)
 
 
 def test_swarm_exercises_the_interesting_paths() -> None:
     """Guard against a swarm that silently stops testing anything."""
-    results = [run_seed(s) for s in range(60)]
+    results = [_results[s] if s in _results else run_seed(s) for s in GUARD_SEEDS]
 
     def total(field: str) -> int:
         return sum(getattr(r, field) for r in results)
