@@ -134,6 +134,10 @@ REMOTE_TIMEOUT_MS = 300
 TAIL_POLL_MS = 20
 
 
+# isinstance with a tuple: a union (A | B) is built anew at every call of a hot path.
+_SEQUENCER_OUTCOMES = (Committed, AppendFailed)
+
+
 class InvariantViolation(AssertionError):
     pass
 
@@ -283,6 +287,36 @@ class Component:
     busy: bool = False
 
 
+@dataclass
+class Fed:
+    """How a shell feeds a Bifrost core (`bifrost.appender`, `bifrost.bifrost`'s log shell): one
+    input at a time, after a Tick when the clock moved; an input an output's handler feeds back is
+    queued behind the outputs still to execute (else a SetTimer could be executed after a later
+    one). Only the latest SetTimer (``timer``) is live: earlier ones fire as no-ops."""
+
+    tick: int = -1
+    timer: int = -1
+    inbox: deque[Any] = field(default_factory=deque)
+    busy: bool = False
+
+    def feed(self, core: Any, now: int, inp: Any, execute: Callable[[Any], None]) -> None:
+        self.inbox.append(inp)
+        if self.busy:
+            return
+        self.busy = True
+        try:
+            while self.inbox:
+                nxt = self.inbox.popleft()
+                outs = []
+                if self.tick < now:
+                    self.tick = now
+                    outs = core.step(Tick(now))
+                for o in outs + core.step(nxt):
+                    execute(o)
+        finally:
+            self.busy = False
+
+
 class Membership:
     """`LogFacade`'s view of the cluster from one node: the simulated failure detector."""
 
@@ -313,17 +347,11 @@ class NodeState:
     next_id: int = 1
     # the process's Bifrost
     facade: LogFacade | None = None
-    facade_tick: int = -1
-    facade_timer: int = -1
-    facade_inbox: deque[Any] = field(default_factory=deque)
-    facade_busy: bool = False
+    facade_fed: Fed = field(default_factory=lambda: Fed())
     ops: dict[int, Callable[[bool, Any], None]] = field(default_factory=dict)
     calls: dict[int, Any] = field(default_factory=dict)  # facade call id -> component key, if any
     appender: Appender | None = None
-    appender_tick: int = -1
-    appender_timer: int = -1
-    appender_inbox: deque[Any] = field(default_factory=deque)
-    appender_busy: bool = False
+    appender_fed: Fed = field(default_factory=lambda: Fed())
     appender_id: int = 0
     batches: dict[int, ClientBatch] = field(default_factory=dict)  # appender batch id -> batch
     seq_waiters: dict[int, Callable[[int | None, str | None], None]] = field(default_factory=dict)
@@ -720,7 +748,7 @@ class Simulation:
                 # The latest SetTimer replaces earlier ones: those fire as no-ops.
                 c.timer_at = max(o.at_ms, self.now)
                 self.at(c.timer_at, self._ev_timer, ns.node, ns.generation, comp, c.timer_at)
-            elif isinstance(o, Committed | AppendFailed):
+            elif isinstance(o, _SEQUENCER_OUTCOMES):
                 self._on_sequencer_outcome(ns, c.core, o)
             elif c.on_output is not None:
                 c.on_output(o)
@@ -746,7 +774,8 @@ class Simulation:
     def sequencer(self, ns: NodeState, params: LogletParams, start: bool) -> Sequencer | None:
         """This process's sequencer for the loglet: started on first use, only where the params
         name this very process (as `ReplicatedProvider.sequencer`)."""
-        if params.sequencer != ns.gid or not ns.alive:
+        seq = params.sequencer
+        if seq.node != ns.node or seq.generation != ns.generation or not ns.alive:
             return None
         key = ("seq", params.loglet_id)
         c = ns.components.get(key)
@@ -781,52 +810,37 @@ class Simulation:
     # --- the appender (bifrost/appender.py's part) ---
 
     def _feed_appender(self, ns: NodeState, inp: Any) -> None:
-        # One input at a time, outputs in order (a handler may feed it again: queued), as the
-        # shell does: else a SetTimer could be executed after a later one.
-        ns.appender_inbox.append(inp)
-        if ns.appender_busy:
-            return
-        ns.appender_busy = True
-        try:
-            while ns.appender_inbox and ns.appender is not None:
-                self._step_appender(ns, ns.appender, ns.appender_inbox.popleft())
-        finally:
-            ns.appender_busy = False
+        if ns.appender is not None:
+            ns.appender_fed.feed(ns.appender, self.now, inp, lambda o: self._appender_output(ns, o))
 
-    def _step_appender(self, ns: NodeState, a: Appender, inp: Any) -> None:
-        outs = []
-        if ns.appender_tick < self.now:
-            ns.appender_tick = self.now
-            outs = a.step(Tick(self.now))
-        outs += a.step(inp)
-        for o in outs:
-            if self.trace_enabled:
-                self.log(f"N{ns.node} appender {o}")
-            if isinstance(o, Enqueue):
-                self._enqueue(ns, o)
-            elif isinstance(o, Resolved):
-                b = ns.batches.pop(o.batch_id)
-                b.outcome = "acked"
-                self.check.on_resolved(b, o.first_lsn)
-                self.client_inflight[b.client] -= 1
-            elif isinstance(o, Rejected):
-                b = ns.batches.pop(o.batch_id)
-                b.outcome = "rejected"
-                self.client_inflight[b.client] -= 1
-                if not self.faults and not self.sealed_by_operator:
-                    self.check.fail(f"append rejected after healing: {o}")
-            elif isinstance(o, WantTail):
-                self.start_op(ns, lambda op, o=o: BringTail(op, o.after_version, o.reconfigure), self._on_tail(ns))
-            elif isinstance(o, SetTimer):
-                ns.appender_timer = o.at_ms
-                self.at(o.at_ms, self._ev_appender_timer, ns.node, ns.generation, o.at_ms)
+    def _appender_output(self, ns: NodeState, o: Any) -> None:
+        if self.trace_enabled:
+            self.log(f"N{ns.node} appender {o}")
+        if isinstance(o, Enqueue):
+            self._enqueue(ns, o)
+        elif isinstance(o, Resolved):
+            b = ns.batches.pop(o.batch_id)
+            b.outcome = "acked"
+            self.check.on_resolved(b, o.first_lsn)
+            self.client_inflight[b.client] -= 1
+        elif isinstance(o, Rejected):
+            b = ns.batches.pop(o.batch_id)
+            b.outcome = "rejected"
+            self.client_inflight[b.client] -= 1
+            if not self.faults and not self.sealed_by_operator:
+                self.check.fail(f"append rejected after healing: {o}")
+        elif isinstance(o, WantTail):
+            self.start_op(ns, lambda op, o=o: BringTail(op, o.after_version, o.reconfigure), self._on_tail(ns))
+        elif isinstance(o, SetTimer):
+            ns.appender_fed.timer = o.at_ms
+            self.at(o.at_ms, self._ev_appender_timer, ns.node, ns.generation, o.at_ms)
 
     def _on_tail(self, ns: NodeState) -> Callable[[bool, Any], None]:
         return lambda ok, value: self._feed_appender(ns, value)
 
     def _ev_appender_timer(self, node: int, gen: int, at: int) -> None:
         ns = self.nodes[node]
-        if ns.alive and ns.generation == gen and ns.appender_timer == at:
+        if ns.alive and ns.generation == gen and ns.appender_fed.timer == at:
             self._feed_appender(ns, Tick(self.now))
 
     def _enqueue(self, ns: NodeState, o: Enqueue) -> None:
@@ -928,44 +942,31 @@ class Simulation:
         self._feed_facade(ns, make(op))
 
     def _feed_facade(self, ns: NodeState, inp: Any) -> None:
-        ns.facade_inbox.append(inp)  # one at a time, as for the appender
-        if ns.facade_busy:
-            return
-        ns.facade_busy = True
-        try:
-            while ns.facade_inbox and ns.facade is not None:
-                self._step_facade(ns, ns.facade, ns.facade_inbox.popleft())
-        finally:
-            ns.facade_busy = False
+        if ns.facade is not None:
+            ns.facade_fed.feed(ns.facade, self.now, inp, lambda o: self._facade_output(ns, o))
 
-    def _step_facade(self, ns: NodeState, f: LogFacade, inp: Any) -> None:
-        outs = []
-        if ns.facade_tick < self.now:
-            ns.facade_tick = self.now
-            outs = f.step(Tick(self.now))
-        outs += f.step(inp)
-        for o in outs:
-            if self.trace_enabled:
-                self.log(f"N{ns.node} facade {describe(o)}")
-            if isinstance(o, Call):
-                self._call(ns, o.call_id, o.request)
-            elif isinstance(o, OpDone | OpFailed):
-                done = ns.ops.pop(o.op)
-                done(isinstance(o, OpDone), o.value if isinstance(o, OpDone) else o)
-            elif isinstance(o, MarkSealed):
-                ns.sealed_at[o.params.loglet_id] = o.end_offset
-                self._end_read_streams(ns, o.params.loglet_id, o.end_offset)
-            elif isinstance(o, CancelCall):
-                key = ns.calls.pop(o.call_id, None)
-                if key is not None:
-                    ns.components.pop(key, None)
-            elif isinstance(o, SetTimer):
-                ns.facade_timer = o.at_ms
-                self.at(o.at_ms, self._ev_facade_timer, ns.node, ns.generation, o.at_ms)
+    def _facade_output(self, ns: NodeState, o: Any) -> None:
+        if self.trace_enabled:
+            self.log(f"N{ns.node} facade {describe(o)}")
+        if isinstance(o, Call):
+            self._call(ns, o.call_id, o.request)
+        elif isinstance(o, OpDone | OpFailed):
+            done = ns.ops.pop(o.op)
+            done(isinstance(o, OpDone), o.value if isinstance(o, OpDone) else o)
+        elif isinstance(o, MarkSealed):
+            ns.sealed_at[o.params.loglet_id] = o.end_offset
+            self._end_read_streams(ns, o.params.loglet_id, o.end_offset)
+        elif isinstance(o, CancelCall):
+            key = ns.calls.pop(o.call_id, None)
+            if key is not None:
+                ns.components.pop(key, None)
+        elif isinstance(o, SetTimer):
+            ns.facade_fed.timer = o.at_ms
+            self.at(o.at_ms, self._ev_facade_timer, ns.node, ns.generation, o.at_ms)
 
     def _ev_facade_timer(self, node: int, gen: int, at: int) -> None:
         ns = self.nodes[node]
-        if ns.alive and ns.generation == gen and ns.facade_timer == at:
+        if ns.alive and ns.generation == gen and ns.facade_fed.timer == at:
             self._feed_facade(ns, Tick(self.now))
 
     def _call_done(self, ns: NodeState, gen: int, call_id: int, value: Any) -> None:
@@ -1175,9 +1176,9 @@ class Simulation:
             self.facade_config,
             now_ms=self.now,
         )
-        ns.facade_tick = self.now
+        ns.facade_fed = Fed(tick=self.now)
         ns.appender = Appender(self.appender_config, now_ms=self.now)
-        ns.appender_tick = self.now
+        ns.appender_fed = Fed(tick=self.now)
         ns.appender_id = self.rng.getrandbits(63) | 1
         if self.chain is not None:  # the watch starts with the current chain
             self._watch(ns)
@@ -1206,8 +1207,8 @@ class Simulation:
         if ns.appender is not None:
             self.reappended += ns.appender.reappended_records
         ns.appender = None
-        ns.facade_inbox.clear()
-        ns.appender_inbox.clear()
+        ns.facade_fed = Fed()
+        ns.appender_fed = Fed()
         for b in ns.batches.values():
             b.outcome = "lost"  # its caller died with the process
             self.client_inflight[b.client] -= 1
