@@ -35,7 +35,7 @@ def chunks() -> list[list[int]]:
 
 
 def replay_hint(seed: int) -> str:
-    return f"reproduce: SIM_SEED={seed} pytest tests/sim -k test_sim_seed"
+    return f"reproduce: SIM_SEED={seed} pytest tests/sim/test_sim.py -k test_sim_seeds"
 
 
 @pytest.mark.parametrize("chunk", chunks(), ids=lambda c: f"seeds{c[0]}-{c[-1]}")
