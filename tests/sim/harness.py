@@ -227,6 +227,7 @@ class TailReader:
     lsn: int = 1  # next LSN to deliver; survives crashes (a processor's applied LSN does)
     walk: ReadWalk | None = None
     generation: int = 0  # of the process running `walk`
+    read: _Read | None = None
 
 
 @dataclass
@@ -1398,8 +1399,10 @@ class Simulation:
         walk: ReadWalk,
         on_entry: Callable[[LogRecord | LogTrimGap], None],
         on_done: Callable[[], None],
-    ) -> None:
-        _Read(self, ns, name, walk, on_entry, on_done).start()
+    ) -> _Read:
+        read = _Read(self, ns, name, walk, on_entry, on_done)
+        read.start()
+        return read
 
     def push_tail(self, ns: NodeState, key: Any) -> None:
         """The replicated loglet feeds its read stream the tail it learns: the chain's end once
@@ -1441,7 +1444,7 @@ class Simulation:
         def entry(e: LogRecord | LogTrimGap) -> None:
             r.lsn = self.check.on_entry(r.name, r.lsn, e)
 
-        self.start_read(ns, r.name, r.walk, entry, lambda: None)
+        r.read = self.start_read(ns, r.name, r.walk, entry, lambda: None)
 
     # --- phases ---
 
@@ -1504,7 +1507,8 @@ class Simulation:
         """Every node finds the tail, then reads the whole log: every acknowledged record at its
         LSN (unless trimmed); one node reads it with dedup too: each record exactly once."""
         for r in self.tail_readers:
-            self.nodes[r.node].components.pop(("rs", r.name), None)
+            if r.read is not None:
+                r.read.stop()
         self.tail_readers = []
         self.tail_waiters = []
         tails: dict[int, int] = {}
@@ -1679,9 +1683,16 @@ class _Read:
         self.run(outs)
 
     def consume(self, key: Any) -> None:
+        if key != self.key:
+            return  # that loglet's stream ended (and its count with it): not this one's credit
         n, self.delivered = self.delivered, 0
         if self.alive() and key in self.ns.components:
             self.sim._feed(self.ns, key, Consumed(n))
+
+    def stop(self) -> None:
+        """The caller is done with this read."""
+        self.finished = True
+        self.ns.components.pop(self.key, None)
 
     def stream_done(self) -> None:
         self.key = None
