@@ -287,10 +287,12 @@ class Appender:
                 last_seq = b.first_seq + len(b.payloads) - 1
                 self._acked_seq[inp.loglet_id] = max(self._acked_seq.get(inp.loglet_id, 0), last_seq)
                 current = self._current_loglet()
-                if b.resolved or b.enqueued_to != current or inp.loglet_id == current:
+                # Kept while the current loglet has yet to take it, however often the old one
+                # acknowledges it (a duplicated reply): resends must still chain through it.
+                if b.enqueued_to != current or inp.loglet_id == current:
                     del self._pending[i]
                 if b.resolved:
-                    break  # the current loglet took it too: nothing more to tell
+                    break  # acknowledged before: nothing more to tell
                 b.resolved = True
                 if seg is not None:
                     first = inp.last_offset - len(b.payloads) + 1

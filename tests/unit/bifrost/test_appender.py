@@ -95,6 +95,21 @@ def test_an_ack_from_the_sealed_loglet_after_the_switch_keeps_the_earliest_copy(
     assert a.step(BatchAcked(1, P1.loglet_id, 2)) == []
 
 
+def test_a_batch_the_old_loglet_acknowledged_twice_stays_in_the_new_loglets_chain() -> None:
+    a = started()
+    a.step(NewBatch(2, (b"c",)))
+    a.step(BatchRefused(1, P0.loglet_id, RefusalReason.SEQUENCER_GONE))
+    chain1 = CHAIN0.append_segment(5, P1)
+    assert enqueues(a.step(Tail(2, chain1.tail))) == [(1, 1, 1, 0), (1, 2, 3, 2)]
+    # the old loglet acknowledges batch 1, and its reply comes twice
+    assert [o for o in a.step(BatchAcked(1, P0.loglet_id, 2)) if isinstance(o, Resolved)] == [Resolved(1, 1)]
+    assert a.step(BatchAcked(1, P0.loglet_id, 2)) == []
+    # the new sequencer took batch 1 but refused batch 2 (it overtook 1 on the way): the resend
+    # chains batch 2 after batch 1 still, else the sequencer refuses it for good
+    a.step(BatchRefused(2, P1.loglet_id, RefusalReason.OUT_OF_ORDER))
+    assert enqueues(a.step(Tick(100))) == [(1, 1, 1, 0), (1, 2, 3, 2)]
+
+
 def test_a_dead_sequencer_or_full_disks_reconfigure_at_once() -> None:
     for reason in (RefusalReason.SEQUENCER_GONE, RefusalReason.WRITE_UNAVAILABLE):
         a = started()
