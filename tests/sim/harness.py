@@ -238,39 +238,21 @@ class TailWaiter:
     busy: bool = False
 
 
-class _Promise:
-    """A sequencer append's outcome, for the ledger (which keeps one per batch for resends)."""
-
-    __slots__ = ("callbacks", "error", "last_offset")
-
-    def __init__(self) -> None:
-        self.last_offset: int | None = None
-        self.error: str | None = None
-        self.callbacks: list[Callable[[_Promise], None]] = []
-
-    def then(self, cb: Callable[[_Promise], None]) -> None:
-        if self.last_offset is not None or self.error is not None:
-            cb(self)
-        else:
-            self.callbacks.append(cb)
-
-    def settle(self, last_offset: int | None, error: str | None) -> None:
-        self.last_offset, self.error = last_offset, error
-        for cb in self.callbacks:
-            cb(self)
-        self.callbacks = []
+class _AppendFailed(Exception):
+    """A sequencer append's failure as the ledger keeps it: its reason (`AppendError` value)."""
 
 
 class _LedgerSequencer:
-    """What `_Ledger.admit` needs of a sequencer: ``append(payloads)`` returning a result."""
+    """What `_Ledger.admit` needs of a sequencer: ``append_then(payloads, settle)``."""
 
     def __init__(self, sim: Simulation, ns: NodeState, params: LogletParams) -> None:
         self._sim, self._ns, self._params = sim, ns, params
 
-    def append(self, payloads: tuple[bytes, ...]) -> _Promise:
-        promise = _Promise()
-        self._sim.sequencer_append(self._ns, self._params, payloads, promise.settle)
-        return promise
+    def append_then(self, payloads: tuple[bytes, ...], settle: Callable[[int, BaseException | None], None]) -> None:
+        def done(last: int | None, error: str | None) -> None:
+            settle(last or 0, None if error is None else _AppendFailed(error))
+
+        self._sim.sequencer_append(self._ns, self._params, payloads, done)
 
 
 # --- per-node state -------------------------------------------------------------------------
@@ -912,11 +894,11 @@ class Simulation:
         ledger = ns.ledgers.setdefault((params.loglet_id, req.appender), _Ledger())
         self.remote_appends += 1
         self.resends_answered += req.first_seq in ledger.results
-        promise = ledger.admit(req, _LedgerSequencer(self, ns, params))  # type: ignore[arg-type]
-        if promise is None:
+        outcome = ledger.admit(req, _LedgerSequencer(self, ns, params))  # type: ignore[arg-type]
+        if outcome is None:
             reply(None, "out-of-order")
             return
-        promise.then(lambda p: reply(p.last_offset, p.error))
+        outcome.then(lambda last, error: reply(None, str(error)) if error is not None else reply(last, None))
 
     def _ev_remote_reply(self, node: int, gen: int, rid: int, last: int | None, error: str | None) -> None:
         ns = self.nodes[node]
