@@ -110,6 +110,23 @@ def _running(pids: list[int]) -> list[int]:
     return [p for p in pids if not _gone(p)]
 
 
+def wait_exec(proc: subprocess.Popen[bytes], marker: bytes, timeout_s: float) -> None:
+    """Return once the started process's command line shows ``marker`` (or it exited).
+
+    Popen returns as soon as the exec closed its error pipe, a moment before the kernel has set
+    up the new program's arguments: until then /proc/<pid>/cmdline reads empty (most reads right
+    after Popen, on a busy machine), and a check against pid reuse would take the starting
+    process for another one."""
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if marker in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+                return
+        except OSError:
+            return  # gone: whoever looks next will see that
+        time.sleep(0.001)
+
+
 def tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -258,6 +275,7 @@ class LocalCluster:
                 env={k: v for k, v in os.environ.items() if not k.startswith("DURASTATE_")},
             )
         node.pid_path.write_text(str(proc.pid))
+        wait_exec(proc, str(node.config_path).encode(), STOP_TIMEOUT_S)
         return proc.pid
 
     def wait_healthy(self, nodes: list[ClusterNode], timeout_s: float = HEALTH_TIMEOUT_S) -> None:

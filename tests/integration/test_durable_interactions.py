@@ -290,3 +290,47 @@ def _retry(send: Callable[[], Response]) -> Response:
 
 def _eventually_202(send: Callable[[], Response]) -> bool:
     return _retry(send).status == 202
+
+
+def test_every_interaction_works_across_the_nodes_of_a_cluster(
+    tmp_path: Path,
+    module_asgi_servers: AsgiServers,  # noqa: F811
+) -> None:
+    """Each request goes to a different node than the one before: the partition's leader may be
+    any of them, and none of these paths may assume it is the node that was asked."""
+    sdk = module_asgi_servers.start(APP)
+    with running_cluster(tmp_path / "cluster") as cluster:
+        n1, n2, n3 = (http_of(cluster, name) for name in NODES)
+        n1.register(sdk.url)
+        # An awakeable made through n1, resolved through n2, attached by idempotency key via n3.
+        path = tmp_path / "awakeable"
+        sent = n1.call("Approvals/request/send", str(path), headers={"idempotency-key": "a-1"})
+        invocation = sent.json()["invocationId"]
+        awakeable = written(path)
+        assert request(n2.ingress, "POST", f"/restate/awakeables/{awakeable}/resolve", b'"yes"').status == 202
+        r = get(n3, "/restate/invocation/Approvals/request/a-1/attach")
+        assert (r.status, r.json()) == (200, "yes")
+        assert get(n1, f"/restate/invocation/{invocation}/output").json() == "yes"
+        # Lazy state, written through n2 and read through n3.
+        assert n2.call("LazyCounter/c/add", 5).json() == 5
+        assert n3.call("LazyCounter/c/get").json() == {"total": 5, "keys": 1}
+        # Paused by its retry policy (on whichever node leads), resumed through another node.
+        attempts = tmp_path / "attempts"
+        before = sum(paused_total(h) for h in (n1, n2, n3))
+        invocation = n2.call("Flaky/until_fixed/send", str(attempts)).json()["invocationId"]
+        wait_until(lambda: sum(paused_total(h) for h in (n1, n2, n3)) > before, 60, "the pause")
+        (tmp_path / "attempts.fixed").touch()
+        assert admin(n3, "PATCH", f"/invocations/{invocation}/resume").status == 200
+        r = get(n1, f"/restate/invocation/{invocation}/attach")
+        assert (r.status, r.json()) == (200, "fixed after 4 attempts")
+        # Paused through n1, cancelled through n2: the compensation runs; purged, then unknown.
+        notes = tmp_path / "notes"
+        invocation = n3.call("Long/wait/send", str(notes)).json()["invocationId"]
+        wait_until(notes.exists, 30, "the handler to start")
+        assert admin(n1, "PATCH", f"/invocations/{invocation}/pause").status == 202
+        assert admin(n2, "PATCH", f"/invocations/{invocation}/cancel").status == 202
+        r = get(n3, f"/restate/invocation/{invocation}/attach")
+        assert (r.status, r.json()["message"]) == (409, "cancelled")
+        assert notes.read_text() == "started\ncompensated\n"
+        assert admin(n1, "PATCH", f"/invocations/{invocation}/purge").status == 200
+        assert admin(n2, "PATCH", f"/invocations/{invocation}/kill").status == 404
