@@ -549,13 +549,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks (real node processes, figures beside the floor)")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
-    append = bench_sub.add_parser("append", help="append latency, throughput and failover of the log")
-    from bench import append_latency
-
-    append_latency.build_parser(append)
-    append.set_defaults(func=append_latency.run)
-    # Its own parser, imported only when it runs: it serves the checkout's SDK test services,
-    # which need restate-sdk, a test dependency that `durastate server` must not need.
+    # The benchmarks have their own parsers, imported only when they run (see main): `invoke`
+    # serves the checkout's SDK test services, which need restate-sdk, a test dependency that
+    # `durastate server` must not need; and a node started with `python -m node.cli` from a
+    # directory holding a bench.py would otherwise import that file.
+    bench_sub.add_parser(
+        "append", add_help=False, help="append latency, throughput and failover of the log"
+    )
     bench_sub.add_parser(
         "invoke",
         add_help=False,
@@ -588,6 +588,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         args = invoke_bench.build_parser().parse_args(argv[2:])
         args.func = invoke_bench.run
+    elif argv[:2] == ["bench", "append"]:
+        from bench import append_latency
+
+        args = append_latency.build_parser().parse_args(argv[2:])
+        args.func = append_latency.run
     else:
         args = build_parser().parse_args(argv)
     try:

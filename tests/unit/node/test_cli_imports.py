@@ -1,5 +1,7 @@
 """The installed ``durastate`` command must start without the checkout's tests/ on the import
-path and without the test dependencies (restate-sdk): building its parser imports neither."""
+path and without the test dependencies (restate-sdk), and a node started as ``python -m
+node.cli`` from a directory holding a bench.py must not import it: building the parser imports
+neither tests/, nor bench/, nor a test dependency."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ PROBE = """
 import sys
 from node.cli import build_parser
 build_parser()
-bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tests", "restate", "hypercorn"))
+bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tests", "bench", "restate", "hypercorn"))
 print(" ".join(bad))
 """
 
