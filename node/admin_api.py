@@ -362,7 +362,7 @@ class AdminApi:
         if wanted != "keep":
             deployment_id = _deployment_id(wanted)
             if (await load_schema(self._store)).deployment(deployment_id) is None:
-                raise AdminError(404, f"The requested deployment '{deployment_id}' does not exist")
+                raise _deployment_not_found(deployment_id)
         await _reach(control.resume(invocation, deployment_id))
         return web.Response(status=200)
 
@@ -425,7 +425,7 @@ class AdminApi:
         schema = await load_schema(self._store)
         current = schema.deployment(deployment_id)
         if current is None:
-            raise AdminError(404, f"The requested deployment '{deployment_id}' does not exist")
+            raise _deployment_not_found(deployment_id)
         wanted = parse_update_request(request.headers.get("content-type"), await request.read(), current)
         discovered = await self._discover(wanted)
         if wanted.dry_run:
@@ -470,7 +470,7 @@ class AdminApi:
         deployment_id = _deployment_id(request.match_info["deployment"])
         detail = deployment_detail_json(await load_schema(self._store), deployment_id)
         if detail is None:
-            raise AdminError(404, f"The requested deployment '{deployment_id}' does not exist")
+            raise _deployment_not_found(deployment_id)
         return _json(detail)
 
     async def _delete_deployment(self, request: web.Request) -> web.StreamResponse:
@@ -482,7 +482,7 @@ class AdminApi:
         try:
             await remove_deployment(self._store, deployment_id)
         except SchemaError as e:
-            raise AdminError(e.status, f"The requested deployment '{deployment_id}' does not exist") from None
+            raise _deployment_not_found(deployment_id, e.status) from None
         except MetadataError as e:
             raise AdminError(503, f"the metadata store is unavailable: {e}") from None
         return web.Response(status=202)
@@ -541,6 +541,10 @@ def _deployment_id(text: str) -> str:
         raise AdminError(
             400, f"Invalid URL: Cannot parse `deployment` with value `{text}`: {bad.reason}", text=True
         ) from None
+
+
+def _deployment_not_found(deployment_id: str, status: int = 404) -> AdminError:
+    return AdminError(status, f"The requested deployment '{deployment_id}' does not exist")
 
 
 def _service_not_found(name: str) -> AdminError:

@@ -32,6 +32,7 @@ from bifrost.core._types import GenerationalNodeId
 from node.ingress import CallOutcome, ControlRefused, SendOutcome, SubmitUnavailable
 from node.ingress_rules import Rejection
 from processor.core import (
+    CANCEL_SIGNAL,
     Attach,
     Command,
     Envelope,
@@ -58,11 +59,9 @@ log = logging.getLogger(__name__)
 TOPIC = "ingress-reply"
 # A call without an answer this long asks again with an Attach (harmless, and cheap: no payload).
 ASK_AGAIN_AFTER_S = (2.0, 4.0, 8.0, 16.0, 30.0)
-# A send's acknowledgement is waited for this long, then the append alone answers it.
+# A send's acknowledgement (or an admin action's outcome) is waited for this long, then the
+# append alone answers it.
 SEND_ACK_WAIT_S = 5.0
-# An admin action's outcome is waited for this long; then its append alone answers it.
-CONTROL_ANSWER_WAIT_S = 5.0
-CANCEL_SIGNAL = 1
 
 
 class IngressReply(msgspec.Struct, frozen=True, array_like=True):
@@ -173,20 +172,9 @@ class IngressSubmitter:
         return await self._control(lambda sink: Resume(invocation_id, deployment_id, sink))
 
     async def _control(self, command_for: Callable[[IngressSink], Command]) -> bytes | None:
-        if self._closed:
-            raise SubmitUnavailable("the node is shutting down")
         rid, sink = self._new_request()
-        command = command_for(sink)
-        fut: asyncio.Future[IngressReply] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = fut
-        try:
-            await self._append_one(self._partition_of(_invocation_of(command)), command)
-            try:
-                reply = await asyncio.wait_for(asyncio.shield(fut), CONTROL_ANSWER_WAIT_S)
-            except TimeoutError:
-                return None
-        finally:
-            self._pending.pop(rid, None)
+        # Unanswered in time, _ask answers from the append: a reply without a result (None).
+        reply = await self._ask(rid, command_for(sink), None)
         if reply.rejection_code:
             raise ControlRefused(reply.rejection_code, reply.rejection_message)
         return None if reply.result is None else reply.result.value
@@ -229,7 +217,8 @@ class IngressSubmitter:
     async def _ask(self, rid: int, first: Command, again: Command | None) -> IngressReply:
         """Append ``first`` and wait for the answer to request ``rid``. Without an answer for a
         while, append ``again`` (an Attach or an Output: harmless repeats); with no ``again``
-        (a send), the append itself answers: the invocation is in the log, so it is accepted."""
+        (a send, an admin action), the append itself answers: the command is in the log, so a
+        send is accepted."""
         if self._closed:
             raise SubmitUnavailable("the node is shutting down")
         fut: asyncio.Future[IngressReply] = asyncio.get_running_loop().create_future()

@@ -87,12 +87,13 @@ from processor.core._model import (
     TimerKey,
     TimerKind,
 )
-from processor.core._sm_control import AdminOutcome
+from processor.core._sm_control import CANCEL_SIGNAL, AdminOutcome
 from processor.core._state_machine import SELF, StateMachine, foreign_producer
 from processor.core._tables import ProducerId, Tables
 
 __all__ = [
     "AdminOutcome",
+    "CANCEL_SIGNAL",
     "AbortAttempt",
     "AckRunCompletion",
     "Action",

@@ -193,7 +193,8 @@ class Purge(msgspec.Struct, frozen=True, array_like=True, tag=True):
 
 class Resume(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """Run a paused or suspended invocation again, optionally pinned to another deployment
-    (the admin API checked that it serves the invocation's service)."""
+    (the admin API checked that it exists; one that does not serve the invocation's service
+    fails the attempts, which are retried by the retry policy)."""
 
     invocation_id: InvocationIdBytes
     deployment_id: str | None = None

@@ -32,7 +32,6 @@ from processor.core._model import (
     IngressSink,
     InvocationIdBytes,
     InvocationStatus,
-    PartitionSink,
     Result,
     StatusKind,
 )
@@ -40,6 +39,7 @@ from processor.core._sm_lifecycle import (
     EMPTY_RESULT,
     RUNNING,
     Apply,
+    add_sink,
     answer,
     complete,
     forget,
@@ -59,6 +59,7 @@ NOT_READY = Failure(470, "the invocation exists but has not completed yet")
 NOT_STARTED = (StatusKind.SCHEDULED, StatusKind.INBOXED)
 VOID = Result()
 """Neither value nor failure: a get-output of an invocation that has not ended."""
+
 
 class AdminOutcome:
     """What the admin API hears back when it gave a sink (an answer's value; refusals are
@@ -85,7 +86,7 @@ def signal(ctx: Apply, cmd: Signal) -> str | None:
     inv_id = sig.target
     status = status_in(ctx, inv_id, (*RUNNING, *NOT_STARTED))
     if isinstance(status, str):
-        _tell(ctx, cmd.sink, inv_id, _refusal(ctx, inv_id))
+        _tell(ctx, cmd.sink, inv_id, _refusal(_status(ctx, inv_id)))
         return status
     if status.kind in NOT_STARTED:
         if sig.name is None and sig.index == CANCEL_SIGNAL:
@@ -110,7 +111,7 @@ def kill(ctx: Apply, cmd: Kill) -> str | None:
     inv_id = cmd.invocation_id
     status = status_in(ctx, inv_id, (*RUNNING, *NOT_STARTED))
     if isinstance(status, str):
-        _tell(ctx, cmd.sink, inv_id, _refusal(ctx, inv_id))
+        _tell(ctx, cmd.sink, inv_id, _refusal(_status(ctx, inv_id)))
         return status
     _tell(ctx, cmd.sink, inv_id, AdminOutcome.DONE)
     if status.kind in NOT_STARTED:
@@ -151,7 +152,7 @@ def resume_invocation(ctx: Apply, cmd: Resume) -> str | None:
         elif found is not None and found.kind in NOT_STARTED:
             _tell(ctx, cmd.sink, inv_id, NOT_STARTED_YET)
         else:
-            _tell(ctx, cmd.sink, inv_id, _refusal(ctx, inv_id))
+            _tell(ctx, cmd.sink, inv_id, _refusal(found))
         return status
     _tell(ctx, cmd.sink, inv_id, AdminOutcome.DONE)
     if cmd.deployment_id is not None and cmd.deployment_id != status.invocation.deployment_id:
@@ -177,9 +178,8 @@ def _status(ctx: Apply, inv_id: InvocationIdBytes) -> InvocationStatus | None:
     return ctx.tables.get_status(inv_id) if ctx.owns(inv_id) else None
 
 
-def _refusal(ctx: Apply, inv_id: InvocationIdBytes) -> Failure:
+def _refusal(status: InvocationStatus | None) -> Failure:
     """Why an admin action found nothing to act on: unknown, or already completed."""
-    status = _status(ctx, inv_id)
     if status is None:
         return NOT_FOUND
     return ALREADY_COMPLETED if status.kind is StatusKind.COMPLETED else NOT_RUNNING
@@ -208,7 +208,7 @@ def query(ctx: Apply, cmd: Query) -> str | None:
     elif not q.attach:
         answer(ctx, q.sink, inv_id, VOID, 0)
     else:
-        _add_sink(ctx, inv_id, status, q.sink)
+        add_sink(ctx, inv_id, status, q.sink)
     return None
 
 
@@ -224,12 +224,6 @@ def output(ctx: Apply, cmd: Output) -> str | None:
     else:
         reject(ctx, cmd.sink, inv_id, NOT_READY)
     return None
-
-
-def _add_sink(ctx: Apply, inv_id: InvocationIdBytes, status: InvocationStatus, sink: PartitionSink) -> None:
-    if sink not in status.response_sinks:
-        sinks = (*status.response_sinks, sink)
-        ctx.tables.put_status(inv_id, _replace(status, response_sinks=sinks, modified_at_ms=ctx.now_ms))
 
 
 def _end_unstarted(ctx: Apply, inv_id: InvocationIdBytes, status: InvocationStatus, failure: Failure) -> None:

@@ -159,7 +159,13 @@ def _duplicate(ctx: Apply, inv: ServiceInvocation, status: InvocationStatus) -> 
         reject(ctx, sink, inv_id, WORKFLOW_ALREADY_INVOKED)
     elif status.kind is StatusKind.COMPLETED:
         answer(ctx, sink, inv_id, status.result or EMPTY_RESULT, status.expires_at_ms)
-    elif sink not in status.response_sinks:
+    else:
+        add_sink(ctx, inv_id, status, sink)
+
+
+def add_sink(ctx: Apply, inv_id: InvocationIdBytes, status: InvocationStatus, sink: ResponseSink) -> None:
+    """One more party to answer when the invocation ends (once: a repeated request adds none)."""
+    if sink not in status.response_sinks:
         sinks = (*status.response_sinks, sink)
         ctx.tables.put_status(inv_id, _replace(status, response_sinks=sinks, modified_at_ms=ctx.now_ms))
 
@@ -173,9 +179,8 @@ def attach(ctx: Apply, inv_id: InvocationIdBytes, sink: IngressSink) -> str | No
         reject(ctx, sink, inv_id, INVOCATION_GONE)
     elif status.kind is StatusKind.COMPLETED:
         answer(ctx, sink, inv_id, status.result or EMPTY_RESULT, status.expires_at_ms)
-    elif sink not in status.response_sinks:
-        sinks = (*status.response_sinks, sink)
-        ctx.tables.put_status(inv_id, _replace(status, response_sinks=sinks, modified_at_ms=ctx.now_ms))
+    else:
+        add_sink(ctx, inv_id, status, sink)
     return None
 
 

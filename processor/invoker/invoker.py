@@ -228,10 +228,6 @@ class Invoker:
     def knows(self, invocation_id: bytes) -> bool:
         return invocation_id in self._invocations
 
-    def is_paused(self, invocation_id: bytes) -> bool:
-        inv = self._invocations.get(invocation_id)
-        return inv is not None and inv.paused
-
     # --- actions ----------------------------------------------------------------------------
 
     def handle(self, action: Action) -> None:

@@ -82,10 +82,12 @@ def partition_table(cluster: LocalCluster, via: str) -> PartitionTable:
     return wait_until(read, 60, "every partition to have a leader")
 
 
-def wait_nodesets_of_three(cluster: LocalCluster, logs: int) -> None:
-    """Until every log's open segment is on all three nodes. Nodes start at different moments,
-    and a log created while only two were up gets a nodeset of two (no fault tolerance with
-    replication 2) until the watchdog grows it: only then is a kill survivable."""
+def wait_nodesets_of_three(cluster: LocalCluster) -> int:
+    """Until every partition has a leader and every log's open segment is on all three nodes;
+    returns the number of partitions. Nodes start at different moments, and a log created while
+    only two were up gets a nodeset of two (no fault tolerance with replication 2) until the
+    watchdog grows it: only then is a kill survivable."""
+    logs = len(partition_table(cluster, "n1").partitions)
 
     def spread() -> bool:
         for log_id in range(logs):
@@ -95,6 +97,7 @@ def wait_nodesets_of_three(cluster: LocalCluster, logs: int) -> None:
         return True
 
     wait_until(spread, 60, "every log's nodeset to span the three nodes")
+    return logs
 
 
 def ok(r: Response) -> object:
@@ -203,8 +206,7 @@ def test_a_leader_node_killed_mid_handler_loses_nothing_and_repeats_no_used_step
     with running_cluster(tmp_path / "cluster") as cluster:
         entry = http_of(cluster, "n1")
         entry.register(sdk.url)
-        count = len(partition_table(cluster, "n1").partitions)
-        wait_nodesets_of_three(cluster, count)
+        count = wait_nodesets_of_three(cluster)
         table = partition_table(cluster, "n1")
         names = node_names(cluster)
         # A node other than the ingress's (n1) that leads at least one partition.

@@ -190,7 +190,7 @@ def paused_total(http: NodeHttp) -> float:
 def test_retries_run_out_into_a_pause_and_resume_runs_it_again(http: NodeHttp, tmp_path: Path) -> None:
     attempts = tmp_path / "attempts"
     before = paused_total(http)
-    invocation = http.call("Flaky/until_fixed/send", str(attempts)).json()["invocationId"]
+    invocation = http.call("Fixable/until_fixed/send", str(attempts)).json()["invocationId"]
     wait_until(lambda: paused_total(http) > before, 30, "the retry policy to pause the invocation")
     assert attempts.read_text() == "attempt\n" * 3, "max_attempts counts the first attempt"
     assert get(http, f"/restate/invocation/{invocation}/output").status == 470
@@ -227,8 +227,7 @@ def test_waiting_invocations_survive_their_leaders_death(
     with running_cluster(tmp_path / "cluster") as cluster:
         entry = http_of(cluster, "n1")
         entry.register(sdk.url)
-        count = len(partition_table(cluster, "n1").partitions)
-        wait_nodesets_of_three(cluster, count)
+        wait_nodesets_of_three(cluster)
         names = node_names(cluster)
         # Workflows on many keys, so that the victim leads some of them.
         emails = [f"user{i}@x" for i in range(8)]
@@ -317,7 +316,7 @@ def test_every_interaction_works_across_the_nodes_of_a_cluster(
         # Paused by its retry policy (on whichever node leads), resumed through another node.
         attempts = tmp_path / "attempts"
         before = sum(paused_total(h) for h in (n1, n2, n3))
-        invocation = n2.call("Flaky/until_fixed/send", str(attempts)).json()["invocationId"]
+        invocation = n2.call("Fixable/until_fixed/send", str(attempts)).json()["invocationId"]
         wait_until(lambda: sum(paused_total(h) for h in (n1, n2, n3)) > before, 60, "the pause")
         (tmp_path / "attempts.fixed").touch()
         assert admin(n3, "PATCH", f"/invocations/{invocation}/resume").status == 200

@@ -12,7 +12,7 @@ hypercorn tests.sdk_services.interactions:app
   cancelled it writes "compensated" (a compensation in a ``ctx.run``) and ends with the cancel.
 * ``Attacher/attach``: attaches to the invocation id given and returns its result.
 * ``Attacher/cancel``: cancels the invocation id given (``ctx.cancel_invocation``).
-* ``Flaky/until_fixed``: appends "attempt" to the file named by the argument at every attempt
+* ``Fixable/until_fixed``: appends "attempt" to the file named by the argument at every attempt
   and fails (retryable) until ``<file>.fixed`` exists; then returns how many attempts it took.
   Its retry policy gives up after 3 attempts and pauses the invocation.
 * ``LazyCounter/add`` and ``get`` (a virtual object with lazy state: the invoker starts it with
@@ -85,15 +85,15 @@ async def cancel(ctx: restate.Context, invocation_id: str) -> None:
     ctx.cancel_invocation(invocation_id)
 
 
-flaky = restate.Service(
-    "Flaky",
+fixable = restate.Service(
+    "Fixable",
     invocation_retry_policy=InvocationRetryPolicy(
         initial_interval=timedelta(milliseconds=20), max_attempts=3, on_max_attempts="pause"
     ),
 )
 
 
-@flaky.handler()
+@fixable.handler()
 async def until_fixed(ctx: restate.Context, path: str) -> str:
     with open(path, "a") as f:
         f.write("attempt\n")
@@ -127,4 +127,4 @@ async def get(ctx: restate.ObjectSharedContext) -> dict[str, int | None]:
     return {"total": await ctx.get("total", type_hint=int), "keys": len(await ctx.state_keys())}
 
 
-app = restate.app(services=[approvals, signup, long, attacher, flaky, napper, lazy_counter])
+app = restate.app(services=[approvals, signup, long, attacher, fixable, napper, lazy_counter])
