@@ -41,7 +41,7 @@ from typing import Any
 
 import grpc
 
-from bench.cluster import BenchCluster, ProcessInfo, register_member
+from bench.cluster import BenchCluster, ProcessInfo, machine_busy_s, process_info, register_member
 from bench.common import BenchError, Window, int_list, positive_float, progress
 from bench.common import run as run_loop
 from bench.floor import measure_floor
@@ -214,6 +214,10 @@ class _Follower:
         self._proc.stdout.readline()  # "following": the stream is open
         self.seen: dict[int, float] = {}
 
+    def cpu_s(self) -> float:
+        info = process_info(self._proc.pid)
+        return info.cpu_s if info is not None else 0.0
+
     def stop(self) -> None:
         self._proc.send_signal(signal.SIGTERM)
         try:
@@ -283,11 +287,12 @@ async def measure_point(
     try:
         await asyncio.sleep(warmup_s)
         with DiskProbe(probe_dir) as probe:
-            before = cpu_snapshot()
+            # The followers' processes too: reading costs CPU on this machine like appending does.
+            before = cpu_snapshot() | {"followers": sum(f.cpu_s() for f in followers)}
             w.start = time.perf_counter()
             w.end = w.start + duration_s
             await asyncio.sleep(duration_s)
-            after = cpu_snapshot()
+            after = cpu_snapshot() | {"followers": sum(f.cpu_s() for f in followers)}
             elapsed = time.perf_counter() - w.start
         w.stop = True
         await asyncio.wait(tasks, timeout=CALL_TIMEOUT_S + 1)
@@ -465,7 +470,8 @@ def run_cluster(
         appender = register_member(bc, first, "bench-appender")
 
         def cpu_snapshot() -> dict[str, float]:
-            snap = {"bench": time.process_time()}
+            # "machine": every core's busy time, anyone's: 2.0 on this 2-core VM means no CPU to spare.
+            snap = {"bench": time.process_time(), "machine": machine_busy_s()}
             for node in bc.nodes:
                 for i, proc in enumerate(bc.processes(node)):
                     snap[node.name if i == 0 else f"{node.name}-{proc.comm}"] = proc.cpu_s
@@ -602,7 +608,8 @@ def render(floor: dict[str, float], runs: list[ClusterRun]) -> str:
         "/fsync, /rtt: ratio to the floor's fsync p50 and TCP RTT p50; c2r: commit to read, ms from the "
         "appender seeing the acknowledgement to a follower (Bifrost.read following the log, streamed over "
         "gRPC) receiving the record, on the sequencer's node and on another node; disk fsync p50: sampled "
-        "on the same disk during the point; CPU cores: busy time / wall time per process during the point"
+        "on the same disk during the point; CPU cores: busy time / wall time per process during the point "
+        "(followers: both c2r readers; machine: every core, other users' processes included)"
     )
     out.append("")
     out.append("targets (not asserted):")

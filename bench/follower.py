@@ -41,9 +41,11 @@ def main(argv: list[str]) -> int:
     print("following", flush=True)
     clock = time.monotonic
     try:
-        for entry in stream:
-            if len(entry.payload) >= _SEQ.size:
-                seen[_SEQ.unpack_from(entry.payload)[0]] = clock()
+        for batch in stream:
+            now = clock()
+            for entry in batch.entries:
+                if len(entry.payload) >= _SEQ.size:
+                    seen[_SEQ.unpack_from(entry.payload)[0]] = now
     except grpc.RpcError:
         pass  # cancelled by SIGTERM
     with open(out, "w") as f:

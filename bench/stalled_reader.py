@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         stream = node_pb2_grpc.NodeServiceStub(channel).LogRead(
             node_pb2.LogReadRequest(log_id=1, from_lsn=1, follow=True), metadata=call_metadata(bc.cluster.secret)
         )
-        first = next(stream)  # one record, then the reader stops pulling
+        first = next(stream).entries[0]  # one message, then the reader stops pulling
         peak = before
         stop = time.monotonic() + args.hold
         while time.monotonic() < stop:

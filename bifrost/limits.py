@@ -35,6 +35,12 @@ def max_frame_bytes(max_record_bytes: int) -> int:
     return max(max_batch_cost(max_record_bytes), SEQUENCER_BATCH_BYTES) + ENVELOPE_BYTES
 
 
+def log_read_batch_bytes(max_record_bytes: int) -> int:
+    """What the entries of one LogRead message cost at most (an entry costing more goes alone):
+    within ``grpc_message_bytes``, and what a node reads ahead of a slow follower."""
+    return min(SEQUENCER_BATCH_BYTES, max_batch_cost(max_record_bytes))
+
+
 def grpc_message_bytes(max_record_bytes: int) -> int:
-    """gRPC send/receive limit: a LogAppend of the largest batch, or one LogRead entry."""
+    """gRPC send/receive limit: a LogAppend of the largest batch, or one LogRead message."""
     return max_batch_cost(max_record_bytes) + ENVELOPE_BYTES

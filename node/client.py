@@ -191,7 +191,8 @@ class LogClient:
             metadata=self._node.metadata(),
         )
         try:
-            yield from stream
+            for batch in stream:
+                yield from batch.entries
         except grpc.RpcError as e:
             raise translate(self._node.address, e) from None
 

@@ -20,10 +20,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from bifrost.bifrost import LogRecord
+from bifrost.bifrost import LogEntry, LogRecord
 from bifrost.core import Chain
 from bifrost.errors import InvalidLsn, LogSealed, LogUnavailable, RecordTooLarge, UnknownLog
-from bifrost.limits import grpc_message_bytes
+from bifrost.limits import RECORD_OVERHEAD_BYTES, grpc_message_bytes, log_read_batch_bytes
 from metadata import (
     InvalidKey,
     MetadataStore,
@@ -38,6 +38,7 @@ from node import metrics, secret
 from node.config import NodeConfig
 from node.grpc_auth import TokenAuthInterceptor
 from node.log_role import LogRole
+from node.read_batches import ready_batches
 from node.reserved_keys import ReservedKeyError, check_put
 from proto.durastate.node.v1 import node_pb2, node_pb2_grpc
 
@@ -221,7 +222,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     async def LogRead(
         self, request: node_pb2.LogReadRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[node_pb2.LogEntry]:
+    ) -> AsyncIterator[node_pb2.LogEntries]:
         bifrost = self._log.bifrost
         async with log_errors(context):
             to_lsn = None
@@ -230,11 +231,11 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                 to_lsn = tail - 1
                 if to_lsn < request.from_lsn:
                     return
-            async for entry in bifrost.read(request.log_id, request.from_lsn, to_lsn):
-                if isinstance(entry, LogRecord):
-                    yield node_pb2.LogEntry(lsn=entry.lsn, payload=entry.payload)
-                else:
-                    yield node_pb2.LogEntry(lsn=entry.from_lsn, trim_gap_to=entry.to_lsn)
+            entries = bifrost.read(request.log_id, request.from_lsn, to_lsn)
+            budget = log_read_batch_bytes(self._cfg.bifrost.max_record_bytes)
+            # A message per record cost both ends far more than the record (node/read_batches.py).
+            async for batch in ready_batches(entries, _entry_cost, budget):
+                yield node_pb2.LogEntries(entries=[_log_entry(e) for e in batch])
 
     async def LogTail(
         self, request: node_pb2.LogTailRequest, context: grpc.aio.ServicerContext
@@ -294,6 +295,16 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             await self._log.bifrost.reconfigure(request.log_id)
             chain, version = await self._log.bifrost.chain(request.log_id, refresh=True)
         return self._chain_response(chain, version)
+
+
+def _entry_cost(entry: LogEntry) -> int:
+    return (len(entry.payload) if isinstance(entry, LogRecord) else 0) + RECORD_OVERHEAD_BYTES
+
+
+def _log_entry(entry: LogEntry) -> node_pb2.LogEntry:
+    if isinstance(entry, LogRecord):
+        return node_pb2.LogEntry(lsn=entry.lsn, payload=entry.payload)
+    return node_pb2.LogEntry(lsn=entry.from_lsn, trim_gap_to=entry.to_lsn)
 
 
 async def start_grpc_server(

@@ -31,8 +31,8 @@ class Broken(node_pb2_grpc.NodeServiceServicer):
 
     async def LogRead(
         self, request: node_pb2.LogReadRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[node_pb2.LogEntry]:
-        yield node_pb2.LogEntry(lsn=1, payload=b"a")
+    ) -> AsyncIterator[node_pb2.LogEntries]:
+        yield node_pb2.LogEntries(entries=[node_pb2.LogEntry(lsn=1, payload=b"a")])
         raise KeyError("mid-stream")
 
 

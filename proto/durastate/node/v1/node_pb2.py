@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"proto/durastate/node/v1/node.proto\x12\x11\x64urastate.node.v1\"\x14\n\x12GetNodeInfoRequest\"\x99\x02\n\x08NodeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x35\n\x05ports\x18\x04 \x03(\x0b\x32&.durastate.node.v1.NodeInfo.PortsEntry\x12\x10\n\x08uptime_s\x18\x05 \x01(\x01\x12\x0b\n\x03pid\x18\x06 \x01(\r\x12\x18\n\x10metadata_backend\x18\x07 \x01(\t\x12\x17\n\x0fmetadata_leader\x18\x08 \x01(\t\x12\x14\n\x0c\x63luster_name\x18\t \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\n \x01(\t\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"!\n\x12MetadataGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"D\n\x13MetadataGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\x94\x01\n\x12MetadataPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x39\n\x0cprecondition\x18\x03 \x01(\x0e\x32#.durastate.node.v1.PreconditionKind\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\x04\x12\r\n\x05\x66orce\x18\x05 \x01(\x08\"\x8b\x01\n\x13MetadataPutResponse\x12\x31\n\x06status\x18\x01 \x01(\x0e\x32!.durastate.node.v1.MetadataStatus\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x1c\n\x0f\x63urrent_version\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x12\n\x10_current_version\"3\n\x10LogAppendRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\r\x12\x0f\n\x07records\x18\x02 \x03(\x0c\"&\n\x11LogAppendResponse\x12\x11\n\tfirst_lsn\x18\x01 \x01(\x04\"B\n\x0eLogReadRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\r\x12\x10\n\x08\x66rom_lsn\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"=\n\x08LogEntry\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x13\n\x0btrim_gap_to\x18\x03 \x01(\x04\" \n\x0eLogTailRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\r\"3\n\x0fLogTailResponse\x12\x10\n\x08next_lsn\x18\x01 \x01(\x04\x12\x0e\n\x06sealed\x18\x02 \x01(\x08\"!\n\x0fLogChainRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\r\"\x89\x01\n\nLogSegment\x12\x10\n\x08\x62\x61se_lsn\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\r\x12\x11\n\tsequencer\x18\x03 \x01(\t\x12\x0f\n\x07nodeset\x18\x04 \x03(\t\x12\x13\n\x0breplication\x18\x05 \x01(\r\x12\x0e\n\x06sealed\x18\x06 \x01(\x08\x12\x11\n\tloglet_id\x18\x07 \x01(\t\"T\n\x10LogChainResponse\x12/\n\x08segments\x18\x01 \x03(\x0b\x32\x1d.durastate.node.v1.LogSegment\x12\x0f\n\x07version\x18\x02 \x01(\x04\"3\n\x0eLogTrimRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\r\x12\x11\n\tup_to_lsn\x18\x02 \x01(\x04\"\x11\n\x0fLogTrimResponse\"!\n\x0fLogAdminRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\r*l\n\x10PreconditionKind\x12\x15\n\x11PRECONDITION_NONE\x10\x00\x12\x1f\n\x1bPRECONDITION_DOES_NOT_EXIST\x10\x01\x12 \n\x1cPRECONDITION_MATCHES_VERSION\x10\x02*C\n\x0eMetadataStatus\x12\x0f\n\x0bMETADATA_OK\x10\x00\x12 \n\x1cMETADATA_PRECONDITION_FAILED\x10\x01\x32\xe8\x06\n\x0bNodeService\x12Q\n\x0bGetNodeInfo\x12%.durastate.node.v1.GetNodeInfoRequest\x1a\x1b.durastate.node.v1.NodeInfo\x12\\\n\x0bMetadataGet\x12%.durastate.node.v1.MetadataGetRequest\x1a&.durastate.node.v1.MetadataGetResponse\x12\\\n\x0bMetadataPut\x12%.durastate.node.v1.MetadataPutRequest\x1a&.durastate.node.v1.MetadataPutResponse\x12V\n\tLogAppend\x12#.durastate.node.v1.LogAppendRequest\x1a$.durastate.node.v1.LogAppendResponse\x12K\n\x07LogRead\x12!.durastate.node.v1.LogReadRequest\x1a\x1b.durastate.node.v1.LogEntry0\x01\x12P\n\x07LogTail\x12!.durastate.node.v1.LogTailRequest\x1a\".durastate.node.v1.LogTailResponse\x12S\n\x08LogChain\x12\".durastate.node.v1.LogChainRequest\x1a#.durastate.node.v1.LogChainResponse\x12P\n\x07LogTrim\x12!.durastate.node.v1.LogTrimRequest\x1a\".durastate.node.v1.LogTrimResponse\x12Q\n\x07LogSeal\x12\".durastate.node.v1.LogAdminRequest\x1a\".durastate.node.v1.LogTailResponse\x12Y\n\x0eLogReconfigure\x12\".durastate.node.v1.LogAdminRequest\x1a#.durastate.node.v1.LogChainResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"proto/durastate/node/v1/node.proto\x12\x11\x64urastate.node.v1\"\x14\n\x12GetNodeInfoRequest\"\x99\x02\n\x08NodeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x35\n\x05ports\x18\x04 \x03(\x0b\x32&.durastate.node.v1.NodeInfo.PortsEntry\x12\x10\n\x08uptime_s\x18\x05 \x01(\x01\x12\x0b\n\x03pid\x18\x06 \x01(\r\x12\x18\n\x10metadata_backend\x18\x07 \x01(\t\x12\x17\n\x0fmetadata_leader\x18\x08 \x01(\t\x12\x14\n\x0c\x63luster_name\x18\t \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\n \x01(\t\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"!\n\x12MetadataGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"D\n\x13MetadataGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\x94\x01\n\x12MetadataPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x39\n\x0cprecondition\x18\x03 \x01(\x0e\x32#.durastate.node.v1.PreconditionKind\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\x04\x12\r\n\x05\x66orce\x18\x05 \x01(\x08\"\x8b\x01\n\x13MetadataPutResponse\x12\x31\n\x06status\x18\x01 \x01(\x0e\x32!.durastate.node.v1.MetadataStatus\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x1c\n\x0f\x63urrent_version\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x12\n\x10_current_version\"3\n\x10LogAppendRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\r\x12\x0f\n\x07records\x18\x02 \x03(\x0c\"&\n\x11LogAppendResponse\x12\x11\n\tfirst_lsn\x18\x01 \x01(\x04\"B\n\x0eLogReadRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\r\x12\x10\n\x08\x66rom_lsn\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"=\n\x08LogEntry\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x13\n\x0btrim_gap_to\x18\x03 \x01(\x04\":\n\nLogEntries\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.durastate.node.v1.LogEntry\" \n\x0eLogTailRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\r\"3\n\x0fLogTailResponse\x12\x10\n\x08next_lsn\x18\x01 \x01(\x04\x12\x0e\n\x06sealed\x18\x02 \x01(\x08\"!\n\x0fLogChainRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\r\"\x89\x01\n\nLogSegment\x12\x10\n\x08\x62\x61se_lsn\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\r\x12\x11\n\tsequencer\x18\x03 \x01(\t\x12\x0f\n\x07nodeset\x18\x04 \x03(\t\x12\x13\n\x0breplication\x18\x05 \x01(\r\x12\x0e\n\x06sealed\x18\x06 \x01(\x08\x12\x11\n\tloglet_id\x18\x07 \x01(\t\"T\n\x10LogChainResponse\x12/\n\x08segments\x18\x01 \x03(\x0b\x32\x1d.durastate.node.v1.LogSegment\x12\x0f\n\x07version\x18\x02 \x01(\x04\"3\n\x0eLogTrimRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\r\x12\x11\n\tup_to_lsn\x18\x02 \x01(\x04\"\x11\n\x0fLogTrimResponse\"!\n\x0fLogAdminRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\r*l\n\x10PreconditionKind\x12\x15\n\x11PRECONDITION_NONE\x10\x00\x12\x1f\n\x1bPRECONDITION_DOES_NOT_EXIST\x10\x01\x12 \n\x1cPRECONDITION_MATCHES_VERSION\x10\x02*C\n\x0eMetadataStatus\x12\x0f\n\x0bMETADATA_OK\x10\x00\x12 \n\x1cMETADATA_PRECONDITION_FAILED\x10\x01\x32\xea\x06\n\x0bNodeService\x12Q\n\x0bGetNodeInfo\x12%.durastate.node.v1.GetNodeInfoRequest\x1a\x1b.durastate.node.v1.NodeInfo\x12\\\n\x0bMetadataGet\x12%.durastate.node.v1.MetadataGetRequest\x1a&.durastate.node.v1.MetadataGetResponse\x12\\\n\x0bMetadataPut\x12%.durastate.node.v1.MetadataPutRequest\x1a&.durastate.node.v1.MetadataPutResponse\x12V\n\tLogAppend\x12#.durastate.node.v1.LogAppendRequest\x1a$.durastate.node.v1.LogAppendResponse\x12M\n\x07LogRead\x12!.durastate.node.v1.LogReadRequest\x1a\x1d.durastate.node.v1.LogEntries0\x01\x12P\n\x07LogTail\x12!.durastate.node.v1.LogTailRequest\x1a\".durastate.node.v1.LogTailResponse\x12S\n\x08LogChain\x12\".durastate.node.v1.LogChainRequest\x1a#.durastate.node.v1.LogChainResponse\x12P\n\x07LogTrim\x12!.durastate.node.v1.LogTrimRequest\x1a\".durastate.node.v1.LogTrimResponse\x12Q\n\x07LogSeal\x12\".durastate.node.v1.LogAdminRequest\x1a\".durastate.node.v1.LogTailResponse\x12Y\n\x0eLogReconfigure\x12\".durastate.node.v1.LogAdminRequest\x1a#.durastate.node.v1.LogChainResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NODEINFO_PORTSENTRY']._loaded_options = None
   _globals['_NODEINFO_PORTSENTRY']._serialized_options = b'8\001'
-  _globals['_PRECONDITIONKIND']._serialized_start=1440
-  _globals['_PRECONDITIONKIND']._serialized_end=1548
-  _globals['_METADATASTATUS']._serialized_start=1550
-  _globals['_METADATASTATUS']._serialized_end=1617
+  _globals['_PRECONDITIONKIND']._serialized_start=1500
+  _globals['_PRECONDITIONKIND']._serialized_end=1608
+  _globals['_METADATASTATUS']._serialized_start=1610
+  _globals['_METADATASTATUS']._serialized_end=1677
   _globals['_GETNODEINFOREQUEST']._serialized_start=57
   _globals['_GETNODEINFOREQUEST']._serialized_end=77
   _globals['_NODEINFO']._serialized_start=80
@@ -59,22 +59,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGREADREQUEST']._serialized_end=920
   _globals['_LOGENTRY']._serialized_start=922
   _globals['_LOGENTRY']._serialized_end=983
-  _globals['_LOGTAILREQUEST']._serialized_start=985
-  _globals['_LOGTAILREQUEST']._serialized_end=1017
-  _globals['_LOGTAILRESPONSE']._serialized_start=1019
-  _globals['_LOGTAILRESPONSE']._serialized_end=1070
-  _globals['_LOGCHAINREQUEST']._serialized_start=1072
-  _globals['_LOGCHAINREQUEST']._serialized_end=1105
-  _globals['_LOGSEGMENT']._serialized_start=1108
-  _globals['_LOGSEGMENT']._serialized_end=1245
-  _globals['_LOGCHAINRESPONSE']._serialized_start=1247
-  _globals['_LOGCHAINRESPONSE']._serialized_end=1331
-  _globals['_LOGTRIMREQUEST']._serialized_start=1333
-  _globals['_LOGTRIMREQUEST']._serialized_end=1384
-  _globals['_LOGTRIMRESPONSE']._serialized_start=1386
-  _globals['_LOGTRIMRESPONSE']._serialized_end=1403
-  _globals['_LOGADMINREQUEST']._serialized_start=1405
-  _globals['_LOGADMINREQUEST']._serialized_end=1438
-  _globals['_NODESERVICE']._serialized_start=1620
-  _globals['_NODESERVICE']._serialized_end=2492
+  _globals['_LOGENTRIES']._serialized_start=985
+  _globals['_LOGENTRIES']._serialized_end=1043
+  _globals['_LOGTAILREQUEST']._serialized_start=1045
+  _globals['_LOGTAILREQUEST']._serialized_end=1077
+  _globals['_LOGTAILRESPONSE']._serialized_start=1079
+  _globals['_LOGTAILRESPONSE']._serialized_end=1130
+  _globals['_LOGCHAINREQUEST']._serialized_start=1132
+  _globals['_LOGCHAINREQUEST']._serialized_end=1165
+  _globals['_LOGSEGMENT']._serialized_start=1168
+  _globals['_LOGSEGMENT']._serialized_end=1305
+  _globals['_LOGCHAINRESPONSE']._serialized_start=1307
+  _globals['_LOGCHAINRESPONSE']._serialized_end=1391
+  _globals['_LOGTRIMREQUEST']._serialized_start=1393
+  _globals['_LOGTRIMREQUEST']._serialized_end=1444
+  _globals['_LOGTRIMRESPONSE']._serialized_start=1446
+  _globals['_LOGTRIMRESPONSE']._serialized_end=1463
+  _globals['_LOGADMINREQUEST']._serialized_start=1465
+  _globals['_LOGADMINREQUEST']._serialized_end=1498
+  _globals['_NODESERVICE']._serialized_start=1680
+  _globals['_NODESERVICE']._serialized_end=2554
 # @@protoc_insertion_point(module_scope)

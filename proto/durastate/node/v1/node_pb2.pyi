@@ -132,6 +132,12 @@ class LogEntry(_message.Message):
     trim_gap_to: int
     def __init__(self, lsn: _Optional[int] = ..., payload: _Optional[bytes] = ..., trim_gap_to: _Optional[int] = ...) -> None: ...
 
+class LogEntries(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[LogEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ...) -> None: ...
+
 class LogTailRequest(_message.Message):
     __slots__ = ("log_id",)
     LOG_ID_FIELD_NUMBER: _ClassVar[int]

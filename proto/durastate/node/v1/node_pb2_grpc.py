@@ -57,7 +57,7 @@ class NodeServiceStub:
         self.LogRead = channel.unary_stream(
                 '/durastate.node.v1.NodeService/LogRead',
                 request_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogReadRequest.SerializeToString,
-                response_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogEntry.FromString,
+                response_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogEntries.FromString,
                 _registered_method=True)
         self.LogTail = channel.unary_unary(
                 '/durastate.node.v1.NodeService/LogTail',
@@ -175,7 +175,7 @@ def add_NodeServiceServicer_to_server(servicer, server):
             'LogRead': grpc.unary_stream_rpc_method_handler(
                     servicer.LogRead,
                     request_deserializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogReadRequest.FromString,
-                    response_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogEntry.SerializeToString,
+                    response_serializer=proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogEntries.SerializeToString,
             ),
             'LogTail': grpc.unary_unary_rpc_method_handler(
                     servicer.LogTail,
@@ -337,7 +337,7 @@ class NodeService:
             target,
             '/durastate.node.v1.NodeService/LogRead',
             proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogReadRequest.SerializeToString,
-            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogEntry.FromString,
+            proto_dot_durastate_dot_node_dot_v1_dot_node__pb2.LogEntries.FromString,
             options,
             channel_credentials,
             insecure,
