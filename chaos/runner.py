@@ -6,7 +6,9 @@ Shape (Jepsen's: workload + nemesis + checker):
    node-to-node data connections routed through `chaos.proxy` listeners when NAT is).
 2. Workload, in threads with the synchronous gRPC client: appenders send unique payloads to a
    few logs through random nodes and record every outcome (ack with LSN, or an error, which
-   is indeterminate); one follower per (node, log) reads with ``follow=True`` and reconnects
+   is indeterminate). Like a client behind a load balancer, an appender gives up on a node
+   after APPEND_TIMEOUT_S and avoids it for a while, so a dead or paused node holds up no
+   appender for long; one follower per (node, log) reads with ``follow=True`` and reconnects
    from its last LSN + 1; samplers record each node's tail of each log.
 3. Meanwhile the seeded schedule runs its faults one after the other.
 4. Heal everything, stop the appenders, then a liveness phase: one append per (log, node)
@@ -41,8 +43,13 @@ log = logging.getLogger(__name__)
 
 LOG_IDS = [1, 2, 3]
 APPENDERS_PER_LOG = 2
-# A client gives up on an append after this long: the outcome is then unknown.
-APPEND_TIMEOUT_S = 10.0
+# A client gives up on an append after this long (the outcome is then unknown) and avoids the
+# node for AVOID_S. A long deadline would measure the fault, not the log: every appender would
+# soon be waiting on the one stopped node while the others could take its appends.
+APPEND_TIMEOUT_S = 1.0
+AVOID_S = 3.0
+# The liveness phase's deadline per attempt: after healing, an append may wait for a recovery.
+LIVENESS_APPEND_TIMEOUT_S = 10.0
 TAIL_TIMEOUT_S = 1.0
 TAIL_INTERVAL_S = 0.5
 RECONNECT_S = 0.2
@@ -62,7 +69,10 @@ class FaultRecord:
     ended_s: float | None = None
     skipped: str | None = None  # the reason, when the nemesis could not run
     error: str | None = None
-    unavailable_s: float = 0.0  # longest time without an acknowledged append in its window
+    # The longest time one log went without an acknowledged append in the fault's window (the
+    # worst log: a fault that stops one log's sequencer shows as that log's failover time).
+    unavailable_s: float = 0.0
+    unavailable_log: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +83,7 @@ class FaultRecord:
             "skipped": self.skipped,
             "error": self.error,
             "unavailable_s": round(self.unavailable_s, 3),
+            "unavailable_log": self.unavailable_log,
         }
 
 
@@ -174,13 +185,17 @@ class Workload:
         rng = random.Random(f"{self._seed}-appender-{log_id}-{index}")
         clients = _Clients(self.cluster, APPEND_TIMEOUT_S)
         names = [n.name for n in self.cluster.nodes]
+        avoid_until: dict[str, float] = {}
         seq = 0
         try:
             while not self._stop_appends.is_set():
-                node = rng.choice(names)
+                now = time.monotonic()
+                usable = [n for n in names if avoid_until.get(n, 0.0) <= now]
+                node = rng.choice(usable or names)
                 payload = f"L{log_id}-a{index}-{seq}".encode()
                 seq += 1
                 if not self.append_once(clients, log_id, node, payload).acked:
+                    avoid_until[node] = time.monotonic() + AVOID_S
                     # A refused or unreachable node answers at once: don't spin on it.
                     self._stop_appends.wait(RECONNECT_S)
         finally:
@@ -273,9 +288,9 @@ class Workload:
             for (node, log_id), entries in sorted(self._followed.items())
         ]
 
-    def ack_times(self) -> list[float]:
+    def ack_times(self, log_id: int) -> list[float]:
         with self._lock:
-            return sorted(a.ended_s for a in self.appends if a.acked)
+            return sorted(a.ended_s for a in self.appends if a.acked and a.log_id == log_id)
 
 
 def read_to(address: str, log_id: int, final_tail: int, timeout_s: float) -> list[tuple[int, bytes]]:
@@ -416,12 +431,14 @@ def run_chaos(
         liveness_s = time.monotonic() - live0
 
         # ---- unavailability per fault window -------------------------------------------
-        acks = workload.ack_times()
+        acks = {log_id: workload.ack_times(log_id) for log_id in LOG_IDS}
         ran = [r for r in records if r.started_s is not None]
         for i, rec in enumerate(ran):
             assert rec.started_s is not None
-            window_end = ran[i + 1].started_s if i + 1 < len(ran) else chaos_end
-            rec.unavailable_s = longest_gap(acks, rec.started_s, max(window_end or chaos_end, rec.started_s))
+            window_end = max(ran[i + 1].started_s if i + 1 < len(ran) else chaos_end, rec.started_s)
+            gaps = {log_id: longest_gap(acks[log_id], rec.started_s, window_end) for log_id in LOG_IDS}
+            rec.unavailable_log = max(gaps, key=lambda log_id: gaps[log_id])
+            rec.unavailable_s = gaps[rec.unavailable_log]
 
         history.appends = list(workload.appends)
         history.tails = list(workload.tails)
@@ -480,7 +497,7 @@ def _cluster_healthy(cluster: LocalCluster, nem: Nemeses) -> bool:
 
 def _liveness(workload: Workload, cluster: LocalCluster) -> dict[int, int]:
     """One append per (log, node) must succeed after healing; returns each log's final tail."""
-    clients = _Clients(cluster, APPEND_TIMEOUT_S)
+    clients = _Clients(cluster, LIVENESS_APPEND_TIMEOUT_S)
     deadline = time.monotonic() + LIVENESS_TIMEOUT_S
     try:
         for log_id in LOG_IDS:
