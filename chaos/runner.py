@@ -73,6 +73,7 @@ class FaultRecord:
     # worst log: a fault that stops one log's sequencer shows as that log's failover time).
     unavailable_s: float = 0.0
     unavailable_log: int | None = None
+    unavailable_from_s: float | None = None  # where that gap began (since the workload started)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +85,7 @@ class FaultRecord:
             "error": self.error,
             "unavailable_s": round(self.unavailable_s, 3),
             "unavailable_log": self.unavailable_log,
+            "unavailable_from_s": self.unavailable_from_s,
         }
 
 
@@ -316,10 +318,10 @@ def read_to(address: str, log_id: int, final_tail: int, timeout_s: float) -> lis
     return entries
 
 
-def longest_gap(ack_times: list[float], start: float, end: float) -> float:
-    """Longest interval within [start, end] containing no acknowledgement."""
+def longest_gap(ack_times: list[float], start: float, end: float) -> tuple[float, float]:
+    """Longest interval within [start, end] containing no acknowledgement: (length, start)."""
     points = [start, *(t for t in ack_times if start < t < end), end]
-    return max((b - a for a, b in zip(points, points[1:], strict=False)), default=0.0)
+    return max(((b - a, a) for a, b in zip(points, points[1:], strict=False)), default=(0.0, start))
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float, stop: threading.Event | None = None) -> bool:
@@ -437,8 +439,9 @@ def run_chaos(
             assert rec.started_s is not None
             window_end = max(ran[i + 1].started_s if i + 1 < len(ran) else chaos_end, rec.started_s)
             gaps = {log_id: longest_gap(acks[log_id], rec.started_s, window_end) for log_id in LOG_IDS}
-            rec.unavailable_log = max(gaps, key=lambda log_id: gaps[log_id])
-            rec.unavailable_s = gaps[rec.unavailable_log]
+            rec.unavailable_log = max(gaps, key=lambda log_id: gaps[log_id][0])
+            rec.unavailable_s, start = gaps[rec.unavailable_log]
+            rec.unavailable_from_s = round(start, 3)
 
         history.appends = list(workload.appends)
         history.tails = list(workload.tails)

@@ -316,6 +316,10 @@ class Membership:
     def writable_nodes(self) -> list[int]:
         return self.live_nodes()
 
+    def spare_nodes(self) -> list[int]:
+        live = self.live_nodes()
+        return [n for n in self._sim.nodes if n not in live]
+
     def live_nodes(self) -> list[int]:
         # A node counts itself live whatever its failure detector says (node/log_role.py).
         return sorted({self._ns.node, *self._sim.live_nodes()})
