@@ -34,7 +34,7 @@ from typing import Any
 from chaos.checker import Append, CheckResult, History, Observation, TailSample, check
 from chaos.nemesis import PROXIED, Active, Nemeses, ProxyThread
 from chaos.netfault import NetFaults
-from chaos.schedule import ALL_NEMESES, Fault, make_schedule
+from chaos.schedule import ALL_NEMESES, RESTART_ALL, Fault, make_schedule
 from node.client import LogClient, NodeClient
 from node.config import LOG_ONLY_ROLES
 from node.local_cluster import ClusterNode, LocalCluster
@@ -70,7 +70,8 @@ class FaultRecord:
     skipped: str | None = None  # the reason, when the nemesis could not run
     error: str | None = None
     # The longest time one log went without an acknowledged append in the fault's window (the
-    # worst log: a fault that stops one log's sequencer shows as that log's failover time).
+    # worst log: a fault that stops one log's sequencer shows as that log's failover time). The
+    # window runs to the next fault; for restart-all it begins at the restart.
     unavailable_s: float = 0.0
     unavailable_log: int | None = None
     unavailable_from_s: float | None = None  # where that gap began (since the workload started)
@@ -437,8 +438,11 @@ def run_chaos(
         ran = [r for r in records if r.started_s is not None]
         for i, rec in enumerate(ran):
             assert rec.started_s is not None
-            window_end = max(ran[i + 1].started_s if i + 1 < len(ran) else chaos_end, rec.started_s)
-            gaps = {log_id: longest_gap(acks[log_id], rec.started_s, window_end) for log_id in LOG_IDS}
+            # While every node is down nothing can answer: a whole-cluster outage counts from
+            # the restart (its length is the schedule's, in the record's start and end).
+            start = rec.ended_s if rec.fault.nemesis == RESTART_ALL and rec.ended_s else rec.started_s
+            window_end = max(ran[i + 1].started_s if i + 1 < len(ran) else chaos_end, start)
+            gaps = {log_id: longest_gap(acks[log_id], start, window_end) for log_id in LOG_IDS}
             rec.unavailable_log = max(gaps, key=lambda log_id: gaps[log_id][0])
             rec.unavailable_s, start = gaps[rec.unavailable_log]
             rec.unavailable_from_s = round(start, 3)
