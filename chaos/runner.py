@@ -54,10 +54,12 @@ TAIL_TIMEOUT_S = 1.0
 TAIL_INTERVAL_S = 0.5
 RECONNECT_S = 0.2
 # Before a fault starts, wait (bounded) for the previous one's recovery: faults are meant to
-# be single failures, and a node still starting would otherwise take a second hit.
+# be single failures, and a node still starting, or a log still on a nodeset of exactly R,
+# would otherwise take a second hit.
 SETTLE_TIMEOUT_S = 15.0
 LIVENESS_TIMEOUT_S = 90.0
-FINAL_READ_TIMEOUT_S = 30.0
+FINAL_READ_STALL_S = 30.0
+FINAL_READ_LIMIT_S = 300.0
 STARTUP_TIMEOUT_S = 90.0
 
 
@@ -296,17 +298,30 @@ class Workload:
             return sorted(a.ended_s for a in self.appends if a.acked and a.log_id == log_id)
 
 
-def read_to(address: str, log_id: int, final_tail: int, timeout_s: float) -> list[tuple[int, bytes]]:
-    """Every record of [1, final_tail) as one node serves it, or what arrived by the deadline."""
+def read_to(address: str, log_id: int, final_tail: int, stall_s: float, limit_s: float) -> list[tuple[int, bytes]]:
+    """Every record of [1, final_tail) as one node serves it, or what arrived before the stream
+    made no progress for ``stall_s`` (or ran for ``limit_s``). A stall, not a total, ends it:
+    a long run's logs take a while to read, nine at a time on two cores."""
     entries: list[tuple[int, bytes]] = []
     if final_tail <= 1:
         return entries
     nc = NodeClient(address)
-    timer = threading.Timer(timeout_s, nc.close)  # a stuck stream ends at the deadline
-    timer.start()
+    started = last = time.monotonic()
+    done = threading.Event()
+
+    def watchdog() -> None:
+        while not done.wait(0.5):
+            now = time.monotonic()
+            if now - last > stall_s or now - started > limit_s:
+                nc.close()  # ends the stuck stream
+                return
+
+    guard = threading.Thread(target=watchdog, daemon=True)
+    guard.start()
     try:
         # follow=True: a node whose view of the tail lags still delivers up to final_tail.
         for entry in LogClient(nc).read(log_id, 1, follow=True):
+            last = time.monotonic()
             if not entry.trim_gap_to:
                 entries.append((entry.lsn, bytes(entry.payload)))
             if entry.lsn >= final_tail - 1 or entry.trim_gap_to >= final_tail - 1:
@@ -314,7 +329,8 @@ def read_to(address: str, log_id: int, final_tail: int, timeout_s: float) -> lis
     except Exception as e:
         log.info("final read of log %s from %s stopped: %r", log_id, address, e)
     finally:
-        timer.cancel()
+        done.set()
+        guard.join()
         nc.close()
     return entries
 
@@ -499,7 +515,25 @@ def _answers_health(node: ClusterNode) -> bool:
 
 
 def _cluster_healthy(cluster: LocalCluster, nem: Nemeses) -> bool:
-    return nem.healthy() and all(_answers_health(n) for n in cluster.nodes)
+    return nem.healthy() and all(_answers_health(n) for n in cluster.nodes) and _logs_protected(cluster)
+
+
+def _logs_protected(cluster: LocalCluster) -> bool:
+    """Every log's open segment can lose a node: its nodeset has more members than its
+    replication (as the watchdog makes it once the nodes are back). Until then the next fault
+    would be a second one for that log: with a nodeset of exactly R, one more dead member
+    blocks the find-tail's repair until it returns."""
+    try:
+        with NodeClient(cluster.nodes[0].grpc_address, timeout_s=TAIL_TIMEOUT_S) as nc:
+            client = LogClient(nc, timeout_s=TAIL_TIMEOUT_S)
+            for log_id in LOG_IDS:
+                tail = client.chain(log_id).segments[-1]
+                wanted = min(len(cluster.nodes), tail.replication + 1)
+                if tail.sealed or len(tail.nodeset) < wanted:
+                    return False
+    except Exception:  # unreachable or refusing: not settled
+        return False
+    return True
 
 
 def _liveness(workload: Workload, cluster: LocalCluster) -> dict[int, int]:
@@ -543,7 +577,7 @@ def _final_reads(cluster: LocalCluster, final_tails: dict[int, int]) -> list[Obs
     lock = threading.Lock()
 
     def one(node_name: str, address: str, log_id: int) -> None:
-        entries = read_to(address, log_id, final_tails[log_id], FINAL_READ_TIMEOUT_S)
+        entries = read_to(address, log_id, final_tails[log_id], FINAL_READ_STALL_S, FINAL_READ_LIMIT_S)
         with lock:
             results.append(
                 Observation(f"final-{node_name}", node_name, log_id, tuple(entries), complete=True)
@@ -557,7 +591,7 @@ def _final_reads(cluster: LocalCluster, final_tails: dict[int, int]) -> list[Obs
     for th in threads:
         th.start()
     for th in threads:
-        th.join(FINAL_READ_TIMEOUT_S + 5)
+        th.join(FINAL_READ_LIMIT_S + 5)
     return sorted(results, key=lambda o: (o.log_id, o.node))
 
 
