@@ -188,6 +188,9 @@ class _Membership:
     def live_nodes(self) -> list[NodeId]:
         return self._bifrost._all_live_nodes()
 
+    def spare_nodes(self) -> list[NodeId]:
+        return self._bifrost._spare_nodes()
+
 
 class _LogShell:
     """Feeds one log's `LogFacade` and does the I/O it asks for."""
@@ -309,12 +312,14 @@ class Bifrost:
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         rng: random.Random | None = None,
         all_live_nodes: Callable[[], list[int]] | None = None,
+        spare_nodes: Callable[[], list[int]] | None = None,
     ) -> None:
         self._store = store
         self._provider = provider
         # Live log-servers that can join a nodeset; and all live ones, whatever their disks.
         self._live_nodes = live_nodes
         self._all_live_nodes = all_live_nodes or live_nodes
+        self._spare_nodes: Callable[[], list[int]] = spare_nodes or list
         self._max_record_bytes = max_record_bytes
         self._rng = rng or random.Random()
         self._config: LogsConfig | None = None

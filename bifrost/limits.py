@@ -19,6 +19,9 @@ ENVELOPE_BYTES = 64 * 1024
 # Concurrent appends the sequencer sends as one Store (a single larger append goes alone).
 SEQUENCER_BATCH_BYTES = 1024 * 1024
 SEQUENCER_BATCH_RECORDS = 1000
+# Committed records a tail update carries to a remote reader at most (a reader further behind
+# reads the rest from log-servers); well inside a frame.
+TAIL_PUSH_BYTES = 256 * 1024
 
 
 def batch_cost(records: Sequence[bytes]) -> int:

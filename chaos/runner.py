@@ -6,7 +6,9 @@ Shape (Jepsen's: workload + nemesis + checker):
    node-to-node data connections routed through `chaos.proxy` listeners when NAT is).
 2. Workload, in threads with the synchronous gRPC client: appenders send unique payloads to a
    few logs through random nodes and record every outcome (ack with LSN, or an error, which
-   is indeterminate); one follower per (node, log) reads with ``follow=True`` and reconnects
+   is indeterminate). Like a client behind a load balancer, an appender gives up on a node
+   after APPEND_TIMEOUT_S and avoids it for a while, so a dead or paused node holds up no
+   appender for long; one follower per (node, log) reads with ``follow=True`` and reconnects
    from its last LSN + 1; samplers record each node's tail of each log.
 3. Meanwhile the seeded schedule runs its faults one after the other.
 4. Heal everything, stop the appenders, then a liveness phase: one append per (log, node)
@@ -32,7 +34,7 @@ from typing import Any
 from chaos.checker import Append, CheckResult, History, Observation, TailSample, check
 from chaos.nemesis import PROXIED, Active, Nemeses, ProxyThread
 from chaos.netfault import NetFaults
-from chaos.schedule import ALL_NEMESES, Fault, make_schedule
+from chaos.schedule import ALL_NEMESES, RESTART_ALL, Fault, make_schedule
 from node.client import LogClient, NodeClient
 from node.config import LOG_ONLY_ROLES
 from node.local_cluster import ClusterNode, LocalCluster
@@ -41,16 +43,23 @@ log = logging.getLogger(__name__)
 
 LOG_IDS = [1, 2, 3]
 APPENDERS_PER_LOG = 2
-# A client gives up on an append after this long: the outcome is then unknown.
-APPEND_TIMEOUT_S = 10.0
+# A client gives up on an append after this long (the outcome is then unknown) and avoids the
+# node for AVOID_S. A long deadline would measure the fault, not the log: every appender would
+# soon be waiting on the one stopped node while the others could take its appends.
+APPEND_TIMEOUT_S = 1.0
+AVOID_S = 3.0
+# The liveness phase's deadline per attempt: after healing, an append may wait for a recovery.
+LIVENESS_APPEND_TIMEOUT_S = 10.0
 TAIL_TIMEOUT_S = 1.0
 TAIL_INTERVAL_S = 0.5
 RECONNECT_S = 0.2
 # Before a fault starts, wait (bounded) for the previous one's recovery: faults are meant to
-# be single failures, and a node still starting would otherwise take a second hit.
+# be single failures, and a node still starting, or a log still on a nodeset of exactly R,
+# would otherwise take a second hit.
 SETTLE_TIMEOUT_S = 15.0
 LIVENESS_TIMEOUT_S = 90.0
-FINAL_READ_TIMEOUT_S = 30.0
+FINAL_READ_STALL_S = 30.0
+FINAL_READ_LIMIT_S = 300.0
 STARTUP_TIMEOUT_S = 90.0
 
 
@@ -62,7 +71,12 @@ class FaultRecord:
     ended_s: float | None = None
     skipped: str | None = None  # the reason, when the nemesis could not run
     error: str | None = None
-    unavailable_s: float = 0.0  # longest time without an acknowledged append in its window
+    # The longest time one log went without an acknowledged append in the fault's window (the
+    # worst log: a fault that stops one log's sequencer shows as that log's failover time). The
+    # window runs to the next fault; for restart-all it begins at the restart.
+    unavailable_s: float = 0.0
+    unavailable_log: int | None = None
+    unavailable_from_s: float | None = None  # where that gap began (since the workload started)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +87,8 @@ class FaultRecord:
             "skipped": self.skipped,
             "error": self.error,
             "unavailable_s": round(self.unavailable_s, 3),
+            "unavailable_log": self.unavailable_log,
+            "unavailable_from_s": self.unavailable_from_s,
         }
 
 
@@ -174,13 +190,17 @@ class Workload:
         rng = random.Random(f"{self._seed}-appender-{log_id}-{index}")
         clients = _Clients(self.cluster, APPEND_TIMEOUT_S)
         names = [n.name for n in self.cluster.nodes]
+        avoid_until: dict[str, float] = {}
         seq = 0
         try:
             while not self._stop_appends.is_set():
-                node = rng.choice(names)
+                now = time.monotonic()
+                usable = [n for n in names if avoid_until.get(n, 0.0) <= now]
+                node = rng.choice(usable or names)
                 payload = f"L{log_id}-a{index}-{seq}".encode()
                 seq += 1
                 if not self.append_once(clients, log_id, node, payload).acked:
+                    avoid_until[node] = time.monotonic() + AVOID_S
                     # A refused or unreachable node answers at once: don't spin on it.
                     self._stop_appends.wait(RECONNECT_S)
         finally:
@@ -273,22 +293,35 @@ class Workload:
             for (node, log_id), entries in sorted(self._followed.items())
         ]
 
-    def ack_times(self) -> list[float]:
+    def ack_times(self, log_id: int) -> list[float]:
         with self._lock:
-            return sorted(a.ended_s for a in self.appends if a.acked)
+            return sorted(a.ended_s for a in self.appends if a.acked and a.log_id == log_id)
 
 
-def read_to(address: str, log_id: int, final_tail: int, timeout_s: float) -> list[tuple[int, bytes]]:
-    """Every record of [1, final_tail) as one node serves it, or what arrived by the deadline."""
+def read_to(address: str, log_id: int, final_tail: int, stall_s: float, limit_s: float) -> list[tuple[int, bytes]]:
+    """Every record of [1, final_tail) as one node serves it, or what arrived before the stream
+    made no progress for ``stall_s`` (or ran for ``limit_s``). A stall, not a total, ends it:
+    a long run's logs take a while to read, nine at a time on two cores."""
     entries: list[tuple[int, bytes]] = []
     if final_tail <= 1:
         return entries
     nc = NodeClient(address)
-    timer = threading.Timer(timeout_s, nc.close)  # a stuck stream ends at the deadline
-    timer.start()
+    started = last = time.monotonic()
+    done = threading.Event()
+
+    def watchdog() -> None:
+        while not done.wait(0.5):
+            now = time.monotonic()
+            if now - last > stall_s or now - started > limit_s:
+                nc.close()  # ends the stuck stream
+                return
+
+    guard = threading.Thread(target=watchdog, daemon=True)
+    guard.start()
     try:
         # follow=True: a node whose view of the tail lags still delivers up to final_tail.
         for entry in LogClient(nc).read(log_id, 1, follow=True):
+            last = time.monotonic()
             if not entry.trim_gap_to:
                 entries.append((entry.lsn, bytes(entry.payload)))
             if entry.lsn >= final_tail - 1 or entry.trim_gap_to >= final_tail - 1:
@@ -296,15 +329,16 @@ def read_to(address: str, log_id: int, final_tail: int, timeout_s: float) -> lis
     except Exception as e:
         log.info("final read of log %s from %s stopped: %r", log_id, address, e)
     finally:
-        timer.cancel()
+        done.set()
+        guard.join()
         nc.close()
     return entries
 
 
-def longest_gap(ack_times: list[float], start: float, end: float) -> float:
-    """Longest interval within [start, end] containing no acknowledgement."""
+def longest_gap(ack_times: list[float], start: float, end: float) -> tuple[float, float]:
+    """Longest interval within [start, end] containing no acknowledgement: (length, start)."""
     points = [start, *(t for t in ack_times if start < t < end), end]
-    return max((b - a for a, b in zip(points, points[1:], strict=False)), default=0.0)
+    return max(((b - a, a) for a, b in zip(points, points[1:], strict=False)), default=(0.0, start))
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float, stop: threading.Event | None = None) -> bool:
@@ -416,12 +450,18 @@ def run_chaos(
         liveness_s = time.monotonic() - live0
 
         # ---- unavailability per fault window -------------------------------------------
-        acks = workload.ack_times()
+        acks = {log_id: workload.ack_times(log_id) for log_id in LOG_IDS}
         ran = [r for r in records if r.started_s is not None]
         for i, rec in enumerate(ran):
             assert rec.started_s is not None
-            window_end = ran[i + 1].started_s if i + 1 < len(ran) else chaos_end
-            rec.unavailable_s = longest_gap(acks, rec.started_s, max(window_end or chaos_end, rec.started_s))
+            # While every node is down nothing can answer: a whole-cluster outage counts from
+            # the restart (its length is the schedule's, in the record's start and end).
+            start = rec.ended_s if rec.fault.nemesis == RESTART_ALL and rec.ended_s else rec.started_s
+            window_end = max(ran[i + 1].started_s if i + 1 < len(ran) else chaos_end, start)
+            gaps = {log_id: longest_gap(acks[log_id], start, window_end) for log_id in LOG_IDS}
+            rec.unavailable_log = max(gaps, key=lambda log_id: gaps[log_id][0])
+            rec.unavailable_s, start = gaps[rec.unavailable_log]
+            rec.unavailable_from_s = round(start, 3)
 
         history.appends = list(workload.appends)
         history.tails = list(workload.tails)
@@ -475,12 +515,30 @@ def _answers_health(node: ClusterNode) -> bool:
 
 
 def _cluster_healthy(cluster: LocalCluster, nem: Nemeses) -> bool:
-    return nem.healthy() and all(_answers_health(n) for n in cluster.nodes)
+    return nem.healthy() and all(_answers_health(n) for n in cluster.nodes) and _logs_protected(cluster)
+
+
+def _logs_protected(cluster: LocalCluster) -> bool:
+    """Every log's open segment can lose a node: its nodeset has more members than its
+    replication (as the watchdog makes it once the nodes are back). Until then the next fault
+    would be a second one for that log: with a nodeset of exactly R, one more dead member
+    blocks the find-tail's repair until it returns."""
+    try:
+        with NodeClient(cluster.nodes[0].grpc_address, timeout_s=TAIL_TIMEOUT_S) as nc:
+            client = LogClient(nc, timeout_s=TAIL_TIMEOUT_S)
+            for log_id in LOG_IDS:
+                tail = client.chain(log_id).segments[-1]
+                wanted = min(len(cluster.nodes), tail.replication + 1)
+                if tail.sealed or len(tail.nodeset) < wanted:
+                    return False
+    except Exception:  # unreachable or refusing: not settled
+        return False
+    return True
 
 
 def _liveness(workload: Workload, cluster: LocalCluster) -> dict[int, int]:
     """One append per (log, node) must succeed after healing; returns each log's final tail."""
-    clients = _Clients(cluster, APPEND_TIMEOUT_S)
+    clients = _Clients(cluster, LIVENESS_APPEND_TIMEOUT_S)
     deadline = time.monotonic() + LIVENESS_TIMEOUT_S
     try:
         for log_id in LOG_IDS:
@@ -519,7 +577,7 @@ def _final_reads(cluster: LocalCluster, final_tails: dict[int, int]) -> list[Obs
     lock = threading.Lock()
 
     def one(node_name: str, address: str, log_id: int) -> None:
-        entries = read_to(address, log_id, final_tails[log_id], FINAL_READ_TIMEOUT_S)
+        entries = read_to(address, log_id, final_tails[log_id], FINAL_READ_STALL_S, FINAL_READ_LIMIT_S)
         with lock:
             results.append(
                 Observation(f"final-{node_name}", node_name, log_id, tuple(entries), complete=True)
@@ -533,7 +591,7 @@ def _final_reads(cluster: LocalCluster, final_tails: dict[int, int]) -> list[Obs
     for th in threads:
         th.start()
     for th in threads:
-        th.join(FINAL_READ_TIMEOUT_S + 5)
+        th.join(FINAL_READ_LIMIT_S + 5)
     return sorted(results, key=lambda o: (o.log_id, o.node))
 
 

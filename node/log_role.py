@@ -234,6 +234,7 @@ class LogRole:
             self._live_log_servers,
             max_record_bytes=cfg.bifrost.max_record_bytes,
             all_live_nodes=self._live_nodes,
+            spare_nodes=self._spare_log_servers,
         )
 
     @property
@@ -275,6 +276,10 @@ class LogRole:
     def _live_log_servers(self) -> list[int]:
         """Live log-servers that may join new nodesets (their stores take writes)."""
         return [n for n in self._live_nodes() if self._writable(n)]
+
+    def _spare_log_servers(self) -> list[int]:
+        """Log-servers down now whose stores were taking writes when last reported."""
+        return [n for n in self.view.log_servers() if not self.is_live(n) and self.view.writable(n)]
 
     def is_live(self, node: int) -> bool:
         """This node, or a peer the failure detector hears from."""

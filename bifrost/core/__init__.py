@@ -120,7 +120,7 @@ from ._read_walk import (
     WalkState,
     WantChain,
 )
-from ._reader import Consumed, Deliver, DeliverTrimGap, ReaderConfig, ReaderState, ReadStream, SetTail
+from ._reader import Cached, Consumed, Deliver, DeliverTrimGap, ReaderConfig, ReaderState, ReadStream, SetTail
 from ._sequencer import (
     Append,
     AppendError,
@@ -181,6 +181,7 @@ __all__ = [
     "ChainSeen",
     "ChainState",
     "Committed",
+    "Cached",
     "Consumed",
     "CreateFirstSegment",
     "Data",

@@ -331,6 +331,11 @@ class Membership(Protocol):
         """All live log-servers, whatever their disks."""
         ...
 
+    def spare_nodes(self) -> list[NodeId]:
+        """Log-servers that are down now but not known to refuse writes: a new nodeset fills up
+        with them after the live ones (see `select_nodeset`)."""
+        ...
+
 
 def plan_trim(chain: Chain, up_to_lsn: int) -> list[tuple[LogletParams, int]]:
     """(loglet, offset) to trim so that every LSN up to ``up_to_lsn`` is gone: each segment
@@ -654,7 +659,9 @@ class LogFacade:
     def _nodeset(self) -> tuple[NodeId, ...]:
         live = sorted(set(self._members.writable_nodes()))
         r = self._replication
-        nodeset = select_nodeset(self._me.node, live, r, self._rng, target=self._nodeset_size)
+        nodeset = select_nodeset(
+            self._me.node, live, r, self._rng, target=self._nodeset_size, spare=self._members.spare_nodes()
+        )
         if nodeset is not None:
             return nodeset
         alive = self._members.live_nodes()

@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from ._types import NodeId
 
 
 def select_nodeset(
-    me: NodeId, live: list[NodeId], replication: int, rng: random.Random, *, target: int = 0
+    me: NodeId,
+    live: list[NodeId],
+    replication: int,
+    rng: random.Random,
+    *,
+    target: int = 0,
+    spare: Sequence[NodeId] = (),
 ) -> tuple[NodeId, ...] | None:
-    """Live nodes for a new loglet: this node first (it will sequence), then others chosen by
-    `rng`; size max(target, 2R-1, R+1) when that many are live, at least R, else None."""
+    """Nodes for a new loglet: this node first (it will sequence), then live others chosen by
+    `rng`, then `spare` ones (down now, stores not known to refuse writes) to fill the size
+    max(target, 2R-1, R+1); at least R live ones, else None.
+
+    Spare members matter: a nodeset of exactly R live nodes, made while a third was down, lets
+    any one later failure block the log until that node returns -- sealing needs one node, but
+    the find-tail's repair needs R copies. With the down node a member, its return is enough,
+    and the sequencer, told which members are dead, writes to the live ones meanwhile."""
     pool = sorted(n for n in dict.fromkeys(live) if n != me)
     rng.shuffle(pool)
     chosen = ([me] if me in live else []) + pool
-    chosen = chosen[: max(nodeset_size_wanted(replication, target), replication)]
     if len(chosen) < replication:
         return None
+    spares = sorted(n for n in dict.fromkeys(spare) if n not in chosen)
+    rng.shuffle(spares)
+    chosen = (chosen + spares)[: nodeset_size_wanted(replication, target)]
     return tuple(sorted(chosen))
 
 

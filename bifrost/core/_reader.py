@@ -1,13 +1,20 @@
 """The read-stream core for one loglet: reads from one log-server at a time, rotates on
 failure, and never delivers an offset at or past the global tail it knows.
 
-    step(Tick | Response | SetTail | Consumed | NodeDead | NodeAlive) -> [Send | Deliver | SetTimer]
+    step(Tick | Response | SetTail | Cached | Consumed | NodeDead | NodeAlive)
+        -> [Send | Deliver | SetTimer]
 
 The tail bound comes from response headers (every log-server reports the global tail it
 knows, which is always a committed one) and from `SetTail` (the local sequencer's tail, or the
 next segment's base once the loglet is sealed: then `final=True` and the stream ends there).
 Server order: the preferred node (our own) first, then the rest shuffled by the injected rng.
 A reply that makes no progress, a refusal, or a timeout moves to the next server.
+
+`Cached` hands the stream committed records that the shell already holds in memory (the
+sequencer's record cache, locally or pushed with a tail update): those at the stream's next
+offset and below the tail are delivered without asking a log-server, which on the sequencer's
+node may not have stored them yet (its own store can finish after the quorum's). Records
+a log-server later returns for offsets already delivered are skipped.
 
 Read-ahead is bounded by consumer credit: at most `max_unconsumed` records are delivered and not
 yet reported `Consumed`; the stream asks for no more until the consumer catches up, so a stalled
@@ -34,6 +41,17 @@ from ._types import LogletId, NodeId
 class SetTail:
     tail: int
     final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Cached:
+    """Committed records ``first``, ``first + 1``, ... (the shell vouches that they are), with
+    the committed tail they came with: one step learns the tail and delivers what it can, so no
+    log-server is asked for records already in hand."""
+
+    first: int
+    payloads: tuple[bytes, ...]
+    tail: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +82,7 @@ class ReaderConfig:
     max_unconsumed: int = 256
 
 
-ReaderInput = Tick | Response | SetTail | Consumed | NodeDead | NodeAlive
+ReaderInput = Tick | Response | SetTail | Cached | Consumed | NodeDead | NodeAlive
 ReaderOutput = Send | Deliver | DeliverTrimGap | SetTimer
 
 
@@ -141,6 +159,11 @@ class ReadStream:
             if self._next < self._tail:
                 # A pushed tail is news of committed records: read them now, not at the next poll.
                 self._poll_at = -1
+        elif isinstance(inp, Cached):
+            self._learn(inp.tail)
+            self._take_cached(inp, out)
+            if self._next < self._tail:
+                self._poll_at = -1
         elif isinstance(inp, Consumed):
             self._unconsumed = max(0, self._unconsumed - inp.records)
         elif isinstance(inp, NodeDead | NodeAlive):
@@ -169,6 +192,17 @@ class ReadStream:
         if not self._final:
             self._tail = max(self._tail, tail)
 
+    def _take_cached(self, inp: Cached, out: list[ReaderOutput]) -> None:
+        skip = self._next - inp.first
+        if skip < 0:
+            return  # a gap before them: the log-servers fill it first
+        for payload in inp.payloads[skip:]:
+            if self._next >= self._tail or self._unconsumed >= self._config.max_unconsumed:
+                break
+            out.append(Deliver(self._next, payload))
+            self._next += 1
+            self._unconsumed += 1
+
     def _on_response(self, inp: Response, out: list[ReaderOutput]) -> None:
         if self._outstanding is None or self._outstanding[0] != inp.request_id:
             return
@@ -184,14 +218,22 @@ class ReadStream:
             return
         start = self._next
         for e in m.entries:
-            if self._next >= self._tail or e.offset != self._next:
+            if self._next >= self._tail:
                 break
             if isinstance(e, Data):
+                if e.offset < self._next:
+                    continue  # delivered from the cache while this request was out
+                if e.offset != self._next:
+                    break
                 out.append(Deliver(e.offset, e.payload))
                 self._next += 1
             elif isinstance(e, TrimGap):
+                if e.to < self._next:
+                    continue
+                if e.offset > self._next:
+                    break
                 to = min(e.to, self._tail - 1)
-                out.append(DeliverTrimGap(e.offset, to))
+                out.append(DeliverTrimGap(self._next, to))
                 self._next = to + 1
             self._unconsumed += 1
         if self._next == start and self._next < self._tail:

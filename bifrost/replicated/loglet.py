@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bifrost.core import (
+    Cached,
     Consumed,
     Deliver,
     DeliverTrimGap,
@@ -31,6 +32,7 @@ from bifrost.core import (
 )
 from bifrost.core._types import LogletParams, describe_loglet
 from bifrost.errors import LogletSealed, LogletWriteUnavailable, LogUnavailable, OutOfOrder, SequencerGone
+from bifrost.limits import TAIL_PUSH_BYTES
 from bifrost.loglet import LogletEntry, Record, TailState, TrimGap
 from bifrost.replicated.messages import (
     AppendRequest,
@@ -218,6 +220,8 @@ class ReplicatedLoglet:
         core = TrimTask(self.params, offset, tail.offset, now_ms=now_ms())
         done: TrimDone = await self._run_task(core, TrimDone)
         self._trim_point = max(self._trim_point, done.trim_point)
+        if (seq := self._provider.sequencer(self.params)) is not None:
+            seq.cache.trim(done.trim_point)
 
     async def get_trim_point(self) -> int:
         return self._trim_point
@@ -251,7 +255,7 @@ class ReplicatedLoglet:
                 entries.put_nowait(None)
 
         driver = CoreDriver(core, self._provider.network, on_output, after_step)
-        watch = asyncio.ensure_future(self._feed_tail(driver))
+        watch = asyncio.ensure_future(self._feed_tail(driver, core))
         driver.kick()
         try:
             while (entry := await entries.get()) is not None:
@@ -263,17 +267,18 @@ class ReplicatedLoglet:
             watch.cancel()
             driver.close()
 
-    async def _feed_tail(self, driver: CoreDriver) -> None:
-        """Tell the reader the committed tail as soon as this node learns it: from the local
-        sequencer's watch, or pushed by the remote sequencer (WaitForTail); the end comes from
-        the chain."""
+    async def _feed_tail(self, driver: CoreDriver, core: ReadStream) -> None:
+        """Tell the reader the committed tail as soon as this node learns it, with the new
+        records from the sequencer's record cache: from the local sequencer's watch, or pushed by
+        the remote sequencer (WaitForTail); the end comes from the chain."""
         while self._sealed_tail is None:
             seq = self._provider.sequencer(self.params)
             if seq is None:
                 await self._follow_remote_tail(driver)
                 break
             state = seq.tail.state
-            driver.feed(SetTail(state.offset))
+            first = core.next_offset
+            driver.feed(Cached(first, seq.cache.get(first, state.offset, TAIL_PUSH_BYTES), state.offset))
             if state.sealed:
                 # Repair may have moved the sealed tail past what the sequencer committed: only
                 # the chain knows where this loglet ends.
@@ -296,7 +301,7 @@ class ReplicatedLoglet:
             try:
                 update = await self._provider.network.call(
                     node,
-                    WaitForTailRequest(self.params, known, TAIL_WAIT_MS),
+                    WaitForTailRequest(self.params, known, TAIL_WAIT_MS, with_records=True),
                     TAIL_WAIT_MS / 1000 + REMOTE_TIMEOUT_S,
                 )
             except (TimeoutError, ConnectionError):
@@ -310,7 +315,7 @@ class ReplicatedLoglet:
                 continue
             if update.tail > known:
                 known = update.tail
-                driver.feed(SetTail(update.tail))
+                driver.feed(Cached(update.first, update.records, update.tail))
             if update.sealed:
                 await self._sealed_event.wait()  # only the chain says where reads end
                 return

@@ -69,6 +69,9 @@ class WaitForTailRequest(msgspec.Struct, frozen=True, array_like=True, tag=True)
     params: LogletParams
     known_tail: WireInt
     max_wait_ms: WireInt
+    with_records: bool = False
+    """Also send the newly committed records from ``known_tail`` on, as far as the sequencer's
+    record cache has them: a following reader then needs no log-server round trip."""
 
 
 class TailUpdate(msgspec.Struct, frozen=True, array_like=True, tag=True):
@@ -76,6 +79,9 @@ class TailUpdate(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """False: this node does not (or no longer) sequence the loglet."""
     tail: WireInt = 0
     sealed: bool = False
+    first: WireInt = 0
+    records: tuple[bytes, ...] = ()
+    """Committed records ``first``, ``first + 1``, ... (all below ``tail``), when asked for."""
 
 
 class Heartbeat(msgspec.Struct, frozen=True, array_like=True, tag=True):

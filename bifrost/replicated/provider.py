@@ -22,10 +22,11 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from bifrost.core import RequestMessage, Store, StoreFlags
+from bifrost.core import RequestMessage, Store, StoreFlags, Trim
 from bifrost.core._types import GenerationalNodeId, LogletParams
 from bifrost.errors import LogletSealed, LogletWriteUnavailable
-from bifrost.loglet import LogletProvider
+from bifrost.limits import TAIL_PUSH_BYTES
+from bifrost.loglet import LogletProvider, TailState
 from bifrost.policy import TAIL_WAIT_MS
 from bifrost.replicated.log_server import LogServerService
 from bifrost.replicated.loglet import ReplicatedLoglet
@@ -191,6 +192,8 @@ class ReplicatedProvider(LogletProvider):
 
     def handle_request(self, peer: GenerationalNodeId, reply: Reply, request_id: int, message: Any) -> None:
         if isinstance(message, _LOG_SERVER_REQUESTS):
+            if isinstance(message, Trim) and (seq := self._sequencers.get(message.header.loglet_id)):
+                seq.cache.trim(message.trim_point)  # a trim run on another node
             if (
                 isinstance(message, Store)
                 and StoreFlags.REPAIR not in message.flags
@@ -305,7 +308,7 @@ class ReplicatedProvider(LogletProvider):
             return
         state = seq.tail.state
         if state.offset > req.known_tail or state.sealed:
-            reply(request_id, TailUpdate(True, state.offset, state.sealed))
+            reply(request_id, _tail_update(seq, req, state))
             return
 
         async def answer_on_change() -> None:
@@ -315,8 +318,7 @@ class ReplicatedProvider(LogletProvider):
                 )
             except TimeoutError:
                 pass
-            now = seq.tail.state
-            reply(request_id, TailUpdate(True, now.offset, now.sealed))
+            reply(request_id, _tail_update(seq, req, seq.tail.state))
 
         task = asyncio.ensure_future(answer_on_change())
         self._tail_waits.add(task)
@@ -329,3 +331,12 @@ class ReplicatedProvider(LogletProvider):
             task.cancel()
         for loglet_id in list(self._sequencers):
             self.drop_sequencer(loglet_id)
+
+
+def _tail_update(seq: SequencerService, req: WaitForTailRequest, state: TailState) -> TailUpdate:
+    if not req.with_records:
+        return TailUpdate(True, state.offset, state.sealed)
+    first = req.known_tail
+    return TailUpdate(
+        True, state.offset, state.sealed, first, seq.cache.get(first, state.offset, TAIL_PUSH_BYTES)
+    )

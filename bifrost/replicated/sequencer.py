@@ -8,6 +8,9 @@ batch settles each caller with the last offset of its own records.
 Callers either get a future (``append``) or pass a callback (``append_then``): a remote append
 only turns the outcome into a reply, and a callback called straight from the commit costs one
 call, where a future costs an object, a done-callback and a loop turn per append.
+
+Committed batches go into the record cache, for readers on this node and for the tail updates
+pushed to readers on others.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from bifrost.limits import (
     batch_cost,
 )
 from bifrost.loglet import TailState
+from bifrost.replicated.record_cache import RecordCache
 from bifrost.replicated.runtime import CoreDriver, Network, now_ms
 from bifrost.tail_watch import TailWatch
 
@@ -72,8 +76,10 @@ class SequencerService:
         self._queued_records = 0
         self._flush_scheduled = False
         self._batch_ids = itertools.count(1)
-        self._waiters: dict[int, list[tuple[int, Settle]]] = {}
+        # batch id -> (its records, (records up to and including each caller's, settle))
+        self._waiters: dict[int, tuple[tuple[bytes, ...], list[tuple[int, Settle]]]] = {}
         self.tail = TailWatch()
+        self.cache = RecordCache()
         self.batches_sent = 0
         self.records_sent = 0
         self.overloaded = 0
@@ -142,15 +148,18 @@ class SequencerService:
                 size += nbytes
                 waiters.append((len(batch), settle))
             batch_id = next(self._batch_ids)
-            self._waiters[batch_id] = waiters
+            records = tuple(batch)
+            self._waiters[batch_id] = (records, waiters)
             self.batches_sent += 1
             self.records_sent += len(batch)
-            self._driver.feed(Append(batch_id, tuple(batch)))
+            self._driver.feed(Append(batch_id, records))
 
     def _on_output(self, out: Any) -> None:
         if isinstance(out, Committed):
+            records, waiters = self._waiters.pop(out.batch_id, ((), []))
+            self.cache.put(out.first_offset, records)
             first = out.first_offset - 1
-            for count, settle in self._waiters.pop(out.batch_id, ()):
+            for count, settle in waiters:
                 settle(first + count, None)
             self.tail.advance(out.last_offset + 1)
         elif isinstance(out, AppendFailed):
@@ -164,7 +173,7 @@ class SequencerService:
                 )
             else:
                 error = LogUnavailable(f"sequencer cannot append: {out.reason.value}")
-            for _, settle in self._waiters.pop(out.batch_id, ()):
+            for _, settle in self._waiters.pop(out.batch_id, ((), []))[1]:
                 settle(0, error)
             if self.sealed:
                 self.tail.advance(tail, sealed=True)
@@ -176,7 +185,7 @@ class SequencerService:
 
     def close(self) -> None:
         self._driver.close()
-        waiters = [settle for ws in self._waiters.values() for _, settle in ws]
+        waiters = [settle for _, ws in self._waiters.values() for _, settle in ws]
         waiters += [settle for _, settle in self._queued]
         self._waiters.clear()
         self._queued.clear()

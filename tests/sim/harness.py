@@ -45,6 +45,7 @@ from bifrost.core import (
     BatchAcked,
     BatchRefused,
     BringTail,
+    Cached,
     Call,
     CallDone,
     CallFailed,
@@ -114,6 +115,7 @@ from bifrost.core import (
     TailFound,
     TaskConfig,
     Tick,
+    Trim,
     TrimDone,
     TrimLog,
     TrimTask,
@@ -125,9 +127,11 @@ from bifrost.core import (
     describe,
     loglet_id,
 )
+from bifrost.limits import TAIL_PUSH_BYTES
 from bifrost.record import tag, untag
 from bifrost.replicated.messages import AppendRequest
 from bifrost.replicated.provider import _Ledger
+from bifrost.replicated.record_cache import RecordCache
 
 LOG_ID = 7
 REMOTE_TIMEOUT_MS = 300
@@ -312,6 +316,10 @@ class Membership:
     def writable_nodes(self) -> list[int]:
         return self.live_nodes()
 
+    def spare_nodes(self) -> list[int]:
+        live = self.live_nodes()
+        return [n for n in self._sim.nodes if n not in live]
+
     def live_nodes(self) -> list[int]:
         # A node counts itself live whatever its failure detector says (node/log_role.py).
         return sorted({self._ns.node, *self._sim.live_nodes()})
@@ -338,6 +346,8 @@ class NodeState:
     appender_id: int = 0
     batches: dict[int, ClientBatch] = field(default_factory=dict)  # appender batch id -> batch
     seq_waiters: dict[int, Callable[[int | None, str | None], None]] = field(default_factory=dict)
+    seq_batches: dict[int, tuple[bytes, ...]] = field(default_factory=dict)  # batch id -> records
+    caches: dict[int, RecordCache] = field(default_factory=dict)  # loglet -> its sequencer's cache
     remote: dict[int, tuple[int, LogletParams]] = field(default_factory=dict)  # rid -> (batch id, loglet)
     ledgers: dict[tuple[int, int], _Ledger] = field(default_factory=dict)
     sealed_at: dict[int, int] = field(default_factory=dict)  # loglet -> end (MarkSealed)
@@ -587,6 +597,7 @@ class Simulation:
         self.trims = 0
         self.operator_seals = 0
         self.remote_appends = 0
+        self.cached_records = 0  # records handed to read streams from a sequencer's cache
         self.resends_answered = 0  # remote resends the ledger answered instead of appending again
         self.reappended = 0
         self.lost_chain_replies = 0
@@ -664,6 +675,8 @@ class Simulation:
         assert ns.log_server is not None
         if self.trace_enabled:
             self.log(f"N{dst} <- N{src} {describe(Request(reply_to, rid, msg))}")
+        if isinstance(msg, Trim) and (cache := ns.caches.get(msg.header.loglet_id)) is not None:
+            cache.trim(msg.trim_point)
         self._log_server_outputs(ns, ns.log_server.step(Request(reply_to, rid, msg)))
 
     def _ev_response(self, dst: int, gen: int, comp: Any, src: int, rid: int, msg: Any) -> None:
@@ -777,14 +790,17 @@ class Simulation:
         assert seq is not None
         bid = ns.new_id()
         ns.seq_waiters[bid] = done
+        ns.seq_batches[bid] = payloads
         if seq.state is SequencerState.OPEN:
             self.check.on_assign(params.loglet_id, seq.next_offset, payloads)
         self._feed(ns, ("seq", params.loglet_id), Append(bid, payloads))
 
     def _on_sequencer_outcome(self, ns: NodeState, seq: Sequencer, o: Committed | AppendFailed) -> None:
         done = ns.seq_waiters.pop(o.batch_id, None)
+        records = ns.seq_batches.pop(o.batch_id, ())
         if isinstance(o, Committed):
             self.check.on_committed(seq.params, o)
+            ns.caches.setdefault(seq.params.loglet_id, RecordCache()).put(o.first_offset, records)
             if done is not None:
                 done(o.last_offset, None)
         elif done is not None:
@@ -1199,6 +1215,8 @@ class Simulation:
         ns.ops.clear()
         ns.calls.clear()
         ns.seq_waiters.clear()
+        ns.seq_batches.clear()
+        ns.caches.clear()
         ns.remote.clear()
         ns.ledgers.clear()
         ns.sealed_at.clear()
@@ -1388,7 +1406,8 @@ class Simulation:
 
     def push_tail(self, ns: NodeState, key: Any) -> None:
         """The replicated loglet feeds its read stream the tail it learns: the chain's end once
-        marked sealed, else the sequencer's committed tail (pushed to other nodes)."""
+        marked sealed, else the sequencer's committed tail (pushed to other nodes) with the
+        records its record cache holds from the stream's next offset on."""
         c = ns.components.get(key)
         if c is None:
             return
@@ -1398,9 +1417,15 @@ class Simulation:
         seg = self.check.segments.get(c.loglet)
         params = seg.params if seg is not None else None
         if params is not None:
-            seq = self.sequencer(self.nodes[params.sequencer.node], params, start=False)
+            seq_ns = self.nodes[params.sequencer.node]
+            seq = self.sequencer(seq_ns, params, start=False)
             if seq is not None:
-                self._feed(ns, key, SetTail(seq.known_global_tail))
+                tail = seq.known_global_tail
+                cache = seq_ns.caches.get(c.loglet)
+                first = c.core.next_offset
+                records = cache.get(first, tail, TAIL_PUSH_BYTES) if cache is not None else ()
+                self.cached_records += len(records)
+                self._feed(ns, key, Cached(first, records, tail))
 
     def _ev_stream_tail(self, node: int, gen: int, key: Any) -> None:
         ns = self.nodes[node]
@@ -1693,6 +1718,7 @@ class SimResult:
     trims: int
     operator_seals: int
     remote_appends: int
+    cached_records: int
     resends_answered: int
     reappended: int
     lost_chain_replies: int
@@ -1712,6 +1738,7 @@ class SimResult:
         self.trims = sim.trims
         self.operator_seals = sim.operator_seals
         self.remote_appends = sim.remote_appends
+        self.cached_records = sim.cached_records
         self.resends_answered = sim.resends_answered
         self.reappended = sim.reappended + sum(
             ns.appender.reappended_records for ns in sim.nodes.values() if ns.appender is not None

@@ -62,6 +62,7 @@ def test_swarm_exercises_the_interesting_paths() -> None:
     assert total("duplicates") > 0, "re-appends after seals should produce some duplicates"
     assert total("reappended") > 0, "appenders must re-append after seals"
     assert total("remote_appends") > 100, "appends through a node that does not sequence"
+    assert total("cached_records") > 100, "read streams must take records from the sequencer's cache"
     assert total("resends_answered") > 0, "a resent remote append must be answered from the ledger"
     assert total("trims") > 0
     assert total("operator_seals") > 0

@@ -50,6 +50,7 @@ class Cluster:
     def __init__(self, live: list[int]) -> None:
         self.live = live
         self.writable = list(live)
+        self.spare: list[int] = []
         self.gone: set[GenerationalNodeId] = set()
 
     def sequencer_gone(self, params: LogletParams) -> bool:
@@ -60,6 +61,9 @@ class Cluster:
 
     def live_nodes(self) -> list[int]:
         return self.live
+
+    def spare_nodes(self) -> list[int]:
+        return self.spare
 
 
 def gid(spec: str) -> GenerationalNodeId:

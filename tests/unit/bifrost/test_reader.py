@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from bifrost.core import (
+    Cached,
     Consumed,
     Deliver,
     GenerationalNodeId,
@@ -91,3 +92,43 @@ def test_a_stalled_consumer_stops_the_reading() -> None:
     assert sends == [], "no read while the consumer is behind"
     rs.step(Consumed(50))
     assert run(net, rs, steps=300)[:10] == list(range(51, 61))
+
+
+def test_cached_records_are_delivered_without_asking_a_log_server() -> None:
+    """The sequencer's record cache hands the stream committed records that no log-server has
+    stored yet: they are delivered at once, with the tail they came with, and nothing is asked."""
+    net = Loopback([1, 2])
+    rs = ReadStream(LID, (1, 2), random.Random(0), preferred=1)
+    run(net, rs, steps=5)  # caught up at tail 1: an idle poll at most
+    out = rs.step(Cached(1, (b"r1", b"r2", b"r3"), tail=4))
+    assert [o.offset for o in out if isinstance(o, Deliver)] == [1, 2, 3]
+    assert not [o for o in out if isinstance(o, Send) and isinstance(o.message, GetRecords)]
+    assert rs.known_tail == 4 and rs.next_offset == 4
+
+
+def test_cached_records_never_pass_the_tail_the_credit_or_a_gap() -> None:
+    rs = ReadStream(LID, (1,), random.Random(0), ReaderConfig(max_unconsumed=2))
+    # Records past the committed tail are not delivered, whatever the cache holds.
+    out = rs.step(Cached(1, (b"r1", b"r2", b"r3"), tail=2))
+    assert [o.offset for o in out if isinstance(o, Deliver)] == [1]
+    # Starting past the stream's next offset (a gap before them): nothing; the log-servers
+    # fill the gap first.
+    assert not [o for o in rs.step(Cached(3, (b"r3",), tail=4)) if isinstance(o, Deliver)]
+    # Overlapping what was delivered: only the new ones, within the consumer's credit (2).
+    out = rs.step(Cached(1, (b"r1", b"r2", b"r3", b"r4"), tail=5))
+    assert [o.offset for o in out if isinstance(o, Deliver)] == [2]
+    rs.step(Consumed(2))
+    out = rs.step(Cached(3, (b"r3", b"r4"), tail=5))
+    assert [o.offset for o in out if isinstance(o, Deliver)] == [3, 4]
+
+
+def test_a_reply_for_records_already_delivered_from_the_cache_is_skipped() -> None:
+    net = Loopback([1])
+    put(net, 1, 1, 4, gt=5)
+    rs = ReadStream(LID, (1,), random.Random(0))
+    sends = [o for o in rs.step(SetTail(5)) if isinstance(o, Send)]
+    assert len(sends) == 1 and isinstance(sends[0].message, GetRecords)
+    assert [o.offset for o in rs.step(Cached(1, (b"r1", b"r2"), tail=5)) if isinstance(o, Deliver)] == [1, 2]
+    (reply,) = net.deliver(sends[0])
+    got = [o.offset for o in rs.step(reply) if isinstance(o, Deliver)]
+    assert got == [3, 4], "1 and 2 came from the cache: not delivered twice"

@@ -22,6 +22,7 @@ from bifrost.core import (
     TrimTask,
     loglet_id,
     nodeset_needs_change,
+    select_nodeset,
 )
 from tests.unit.bifrost.loopback import Loopback
 
@@ -177,3 +178,39 @@ def test_when_an_open_loglet_moves_to_a_new_nodeset(
     nodeset: tuple[int, ...], live: list[int], replication: int, why: str | None
 ) -> None:
     assert nodeset_needs_change(nodeset, live, replication) == why
+
+
+@pytest.mark.parametrize(
+    ("live", "spare", "replication", "nodeset"),
+    [
+        ([1, 2], [3], 2, (1, 2, 3)),  # the down node is a member: its return is enough later
+        ([1, 2, 3], [4], 2, (1, 2, 3)),  # full size from live nodes alone
+        ([1], [2, 3], 2, None),  # fewer live than R: no nodeset, spares or not
+        ([1, 2, 3, 4, 5], [], 3, (1, 2, 3, 4, 5)),
+        ([1, 2, 3], [4, 5], 3, (1, 2, 3, 4, 5)),
+    ],
+)
+def test_a_new_nodeset_fills_up_with_down_nodes_after_the_live_ones(
+    live: list[int], spare: list[int], replication: int, nodeset: tuple[int, ...] | None
+) -> None:
+    assert select_nodeset(1, live, replication, random.Random(0), spare=spare) == nodeset
+
+
+def test_a_nodeset_with_a_down_member_finds_its_tail_when_another_member_fails() -> None:
+    """Why down nodes join new nodesets: N3 was down when the loglet was made; N1 (its
+    sequencer) wrote to N1 and N2 and then died, and N3 came back. Sealing N2 and N3 and
+    repairing onto N3 finds the tail; with the nodeset [1, 2] the repair would need N1."""
+    net = Loopback([1, 2, 3])
+    preload(net, 1, 6)
+    preload(net, 2, 6)
+    net.isolate(1)
+    out = net.drive(FindTailTask(PARAMS), lambda o: isinstance(o, TailFound))
+    assert out[-1] == TailFound(6)
+    assert all(set(holders(net, off)) >= {2, 3} for off in range(1, 6)), "repaired onto N3"
+    small = LogletParams(LID, SEQ, 2, (1, 2))
+    stuck = Loopback([1, 2])
+    preload(stuck, 1, 6)
+    preload(stuck, 2, 3)  # the last batches reached N1 alone before it died
+    stuck.isolate(1)
+    with pytest.raises(AssertionError, match="did not finish"):
+        stuck.drive(FindTailTask(small), lambda o: isinstance(o, TailFound), max_steps=2000)
