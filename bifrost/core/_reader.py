@@ -254,8 +254,12 @@ class ReadStream:
         if self._poll_at > self._now:
             return
         credit = self._config.max_unconsumed - self._unconsumed
-        if credit <= 0 and self._next < self._tail:
-            return  # the consumer is behind: wait for its Consumed
+        if self._next < self._tail:
+            # The consumer is behind: wait until a full request's worth of credit is back. Asking
+            # as soon as one record was consumed would fetch one record per request.
+            wanted = min(self._config.batch_records, self._tail - self._next, self._config.max_unconsumed)
+            if credit < wanted:
+                return
         for _ in range(len(self._order)):
             if not self._dead.get(self._order[0], False):
                 break

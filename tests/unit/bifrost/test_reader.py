@@ -76,13 +76,15 @@ def test_reader_survives_an_isolated_preferred_server() -> None:
 
 def test_a_stalled_consumer_stops_the_reading() -> None:
     """Read-ahead is bounded by credit: with 1,000 committed records and a consumer that took
-    none, the stream delivers max_unconsumed and asks for nothing more until credit returns."""
+    none, the stream delivers at most max_unconsumed (here three full requests of 16: the 2
+    records of credit left are not worth a request) and asks for nothing more until credit
+    returns."""
     net = Loopback([1])
     put(net, 1, 1, 1000, gt=1001)
     rs = ReadStream(LID, (1,), random.Random(1), ReaderConfig(max_unconsumed=50, batch_records=16))
     rs.step(SetTail(1001))
     got = run(net, rs, steps=300)
-    assert got == list(range(1, 51))
+    assert got == list(range(1, 49))
     sends: list = []
     for _ in range(20):
         net.now += 1000
@@ -90,8 +92,8 @@ def test_a_stalled_consumer_stops_the_reading() -> None:
             o for o in rs.step(Tick(net.now)) if isinstance(o, Send) and isinstance(o.message, GetRecords)
         ]
     assert sends == [], "no read while the consumer is behind"
-    rs.step(Consumed(50))
-    assert run(net, rs, steps=300)[:10] == list(range(51, 61))
+    rs.step(Consumed(48))
+    assert run(net, rs, steps=300)[:10] == list(range(49, 59))
 
 
 def test_cached_records_are_delivered_without_asking_a_log_server() -> None:
@@ -132,3 +134,22 @@ def test_a_reply_for_records_already_delivered_from_the_cache_is_skipped() -> No
     (reply,) = net.deliver(sends[0])
     got = [o.offset for o in rs.step(reply) if isinstance(o, Deliver)]
     assert got == [3, 4], "1 and 2 came from the cache: not delivered twice"
+
+
+def test_a_consumer_catching_up_gets_full_requests_not_one_record_each() -> None:
+    """With the read-ahead window full, credit returning one record at a time does not send a
+    request per record: the stream waits for a whole batch's worth."""
+    net = Loopback([1])
+    put(net, 1, 1, 1000, gt=1001)
+    config = ReaderConfig(max_unconsumed=64, batch_records=16)
+    rs = ReadStream(LID, (1,), random.Random(1), config)
+    rs.step(SetTail(1001))
+    assert run(net, rs, steps=300) == list(range(1, 65))
+    sizes: list[int] = []
+    for _ in range(64):
+        for o in rs.step(Consumed(1)):
+            if isinstance(o, Send) and isinstance(o.message, GetRecords):
+                sizes.append(o.message.to_offset - o.message.from_offset + 1)
+                for reply in net.deliver(o):
+                    rs.step(reply)
+    assert sizes and all(n == 16 for n in sizes), sizes
