@@ -25,9 +25,10 @@ NODES_CONFIG_KEY: Final = "nodes_config"
 class StorageState(enum.Enum):
     """What a log-server's store can be trusted with (Restate's log-server storage states).
 
-    Only READ_WRITE nodes join new nodesets. A DATA_LOSS node may have lost records of the
-    loglets listed with it: it never counts toward a seal or tail decision for them (its
-    "I don't have it" is not evidence), until they are rebuilt onto it or leave the chains.
+    READ_WRITE and DATA_LOSS nodes join new nodesets. A DATA_LOSS node may have lost records of
+    the loglets listed with it: it never counts toward a seal or tail decision for them (its
+    "I don't have it" is not evidence), until they are rebuilt onto it or leave the chains; a
+    loglet created later is not listed, and its store holds what it acknowledged of it.
     READ_ONLY: the store still holds its data but cannot write (a disk fault).
     """
 

@@ -85,9 +85,12 @@ class ClusterView:
         return None if node is None or node.log_server is None else node.log_server.state
 
     def writable(self, node_id: int) -> bool:
-        """May join new nodesets: a READ_WRITE store (or one not reported yet by an older build)."""
+        """May join new nodesets: a store that takes writes (or one not reported yet by an older
+        build). A DATA_LOSS store does: it is untrusted only for the loglets listed as lost, and
+        a new loglet is not one of them, so a node rebuilding after a wipe already carries new
+        writes (otherwise a fault during a long rebuild left one writable node)."""
         state = self.storage_state(node_id)
-        return state is None or state is StorageState.READ_WRITE
+        return state is None or state in (StorageState.READ_WRITE, StorageState.DATA_LOSS)
 
     def name_of(self, node_id: int) -> str:
         node = self.by_id(node_id)

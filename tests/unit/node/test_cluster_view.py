@@ -7,7 +7,7 @@ from pathlib import Path
 from bifrost.core._types import GenerationalNodeId
 from bifrost.net.core import Refusal
 from metadata.local import LocalMetadataStore
-from metadata.records import NODES_CONFIG_KEY, NodeConfig, NodesConfig, encode
+from metadata.records import NODES_CONFIG_KEY, LogServerStorage, NodeConfig, NodesConfig, StorageState, encode
 from node.log_role import ClusterView
 
 
@@ -50,3 +50,19 @@ def test_follow_skips_a_bad_value_and_keeps_going(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+def test_which_stores_may_join_new_nodesets() -> None:
+    def with_state(state: StorageState | None) -> ClusterView:
+        storage = None if state is None else LogServerStorage(state, 1, lost_loglets=[5])
+        node = NodeConfig("n1", 1, ["log-server"], "127.0.0.1", {"data": 1}, 1, log_server=storage)
+        return ClusterView(NodesConfig("c", {"n1": node}))
+
+    assert with_state(None).writable(1), "not reported yet"
+    assert with_state(StorageState.READ_WRITE).writable(1)
+    # Untrusted for loglet 5 only; a new loglet is not one it lost.
+    assert with_state(StorageState.DATA_LOSS).writable(1)
+    assert with_state(StorageState.DATA_LOSS).non_authoritative(5) == frozenset({1})
+    assert not with_state(StorageState.READ_ONLY).writable(1), "a disk that fails writes"
+    assert not with_state(StorageState.DISABLED).writable(1)
+    assert not with_state(StorageState.PROVISIONING).writable(1)
