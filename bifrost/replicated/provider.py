@@ -149,7 +149,8 @@ class ReplicatedProvider(LogletProvider):
         self._verifying: dict[LogletParams, asyncio.Future[bool]] = {}
         self._sequencers: dict[int, SequencerService] = {}
         self._loglets: dict[int, ReplicatedLoglet] = {}
-        self._tail_waits: set[asyncio.Task[None]] = set()
+        # Tail updates waiting for a commit: their timeout timers, each cancelling its own wait.
+        self._tail_waits: dict[asyncio.TimerHandle, Callable[[], None]] = {}
         # loglet id -> appender id -> what this node's sequencer took from that appender
         self._ledgers: dict[int, dict[int, _Ledger]] = {}
         self.duplicate_appends = 0
@@ -311,24 +312,22 @@ class ReplicatedProvider(LogletProvider):
             reply(request_id, _tail_update(seq, req, state))
             return
 
-        async def answer_on_change() -> None:
-            try:
-                await asyncio.wait_for(
-                    seq.tail.wait_for_change(state), min(req.max_wait_ms, TAIL_WAIT_MS) / 1000
-                )
-            except TimeoutError:
-                pass
+        def answer() -> None:
+            # On the change or at the timeout, whichever comes first; the other is cancelled.
+            timer.cancel()
+            self._tail_waits.pop(timer, lambda: None)()
             reply(request_id, _tail_update(seq, req, seq.tail.state))
 
-        task = asyncio.ensure_future(answer_on_change())
-        self._tail_waits.add(task)
-        task.add_done_callback(self._tail_waits.discard)
+        timer = asyncio.get_running_loop().call_later(min(req.max_wait_ms, TAIL_WAIT_MS) / 1000, answer)
+        self._tail_waits[timer] = seq.tail.call_on_change(answer)
 
     async def close(self) -> None:
         for pending in list(self._verifying.values()):
             pending.cancel()
-        for task in self._tail_waits:
-            task.cancel()
+        for timer, cancel in self._tail_waits.items():
+            timer.cancel()
+            cancel()
+        self._tail_waits.clear()
         for loglet_id in list(self._sequencers):
             self.drop_sequencer(loglet_id)
 
