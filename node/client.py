@@ -100,7 +100,15 @@ class NodeClient:
         limit = grpc_message_bytes(max_record_bytes)
         self._channel = grpc.insecure_channel(
             address,
-            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                # gRPC's default backoff grows to minutes while a node is down; a restarted node
+                # answers within seconds, and a client should see that within a second.
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+            ],
         )
         self._stub = node_pb2_grpc.NodeServiceStub(self._channel)
 
