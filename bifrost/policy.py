@@ -45,6 +45,10 @@ SUSPECT_MS: Final = 2000
 WATCHDOG_INTERVAL_S: Final = 1.0
 """How often idle logs are checked for a dead sequencer or a member that lost its data, and
 how often a node that lost data tries to rebuild it."""
+WATCHDOG_TAKEOVER_S: Final = 2.0
+"""The lowest live node's watchdog replaces dead sequencers; any other node does once it has
+seen a log's sequencer gone this long (the lowest may be cut off from the metadata store, or
+just back from a partition and not yet aware of the death)."""
 
 # --- disks ----------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from bifrost.policy import (
     SUSPECT_MS,
     WATCH_RETRY_S,
     WATCHDOG_INTERVAL_S,
+    WATCHDOG_TAKEOVER_S,
 )
 from bifrost.replicated.log_server import LogServerService
 from bifrost.replicated.messages import Heartbeat, NodeNotice, WireCodec
@@ -369,36 +371,56 @@ class LogRole:
     async def _watchdog(self) -> None:
         """Logs nobody appends to still need a live sequencer (readers and the next appender
         would otherwise wait on a dead one); open loglets with a member that lost its data, or
-        whose nodeset cannot take writes or could be larger, must move to a new nodeset: the
-        lowest live writable node reconfigures them."""
-        while True:
-            await asyncio.sleep(WATCHDOG_INTERVAL_S)
-            live = self._live_log_servers()
-            if not live or min(live) != self.me.node:
-                continue
-            try:
-                config = await self.bifrost.logs_config()
-            except Exception as e:  # the watchdog must outlive any one failed round
-                log.info("watchdog round failed", extra={"error": repr(e)})
-                continue
-            for log_id in config.log_ids:
+        whose nodeset cannot take writes or could be larger, must move to a new nodeset. The
+        lowest live writable node reconfigures them; the others step in for a dead sequencer
+        after WATCHDOG_TAKEOVER_S. Each log is checked in a task of its own, so one stuck
+        reconfiguration (it gives up after 20 s) holds up no other log."""
+        running: dict[int, asyncio.Task[None]] = {}
+        gone_since: dict[int, tuple[int, float]] = {}  # log -> (its tail loglet, first seen gone)
+        try:
+            while True:
+                await asyncio.sleep(WATCHDOG_INTERVAL_S)
+                live = self._live_log_servers()
+                lowest = bool(live) and min(live) == self.me.node
                 try:
-                    chain, version = await self.bifrost.chain(log_id)
-                    if chain is None or chain.tail.params is None:
-                        continue
-                    params = chain.tail.params
-                    if self.bifrost.sequencer_is_gone(params):
-                        why = "its sequencer is gone"
-                    elif self.view.non_authoritative(params.loglet_id):
-                        why = "a member lost its data"
-                    elif change := await self.bifrost.nodeset_needs_change(params):
-                        why = change
-                    else:
-                        continue
-                    log.info("watchdog reconfigures a log", extra={"log": log_id, "why": why})
-                    await self.bifrost.reconfigure(log_id, expected_version=version)
-                except Exception as e:  # one stuck log must not keep the others waiting
-                    log.info("watchdog: log not reconfigured", extra={"log": log_id, "error": repr(e)})
+                    config = await self.bifrost.logs_config()
+                except Exception as e:  # the watchdog must outlive any one failed round
+                    log.info("watchdog round failed", extra={"error": repr(e)})
+                    continue
+                for log_id in config.log_ids:
+                    task = running.get(log_id)
+                    if task is None or task.done():
+                        running[log_id] = asyncio.ensure_future(self._watch_log(log_id, lowest, gone_since))
+        finally:
+            for task in running.values():
+                task.cancel()
+
+    async def _watch_log(self, log_id: int, lowest: bool, gone_since: dict[int, tuple[int, float]]) -> None:
+        try:
+            chain, version = await self.bifrost.chain(log_id)
+            if chain is None or chain.tail.params is None:
+                return
+            params = chain.tail.params
+            if self.bifrost.sequencer_is_gone(params):
+                loglet, since = gone_since.get(log_id, (params.loglet_id, time.monotonic()))
+                if loglet != params.loglet_id:
+                    since = time.monotonic()
+                gone_since[log_id] = (params.loglet_id, since)
+                if not lowest and time.monotonic() - since < WATCHDOG_TAKEOVER_S:
+                    return
+                why = "its sequencer is gone"
+            elif not lowest:
+                return
+            elif self.view.non_authoritative(params.loglet_id):
+                why = "a member lost its data"
+            elif change := await self.bifrost.nodeset_needs_change(params):
+                why = change
+            else:
+                return
+            log.info("watchdog reconfigures a log", extra={"log": log_id, "why": why})
+            await self.bifrost.reconfigure(log_id, expected_version=version)
+        except Exception as e:  # retried next round
+            log.info("watchdog: log not reconfigured", extra={"log": log_id, "error": repr(e)})
 
     async def _rebuild(self) -> None:
         """While this node's store is DATA_LOSS: copy each lost loglet back once its chain has
