@@ -41,8 +41,11 @@ log = logging.getLogger(__name__)
 METADATA_READY_TIMEOUT_S = 90.0
 # etcd's defaults (heartbeat 100 ms, election 1 s) are made for WANs; members on one host or LAN
 # elect a new leader in about half the time with these, and the log's reconfiguration waits on
-# the metadata store's leader.
-ETCD_TIMING = ("--heartbeat-interval", "50", "--election-timeout", "500")
+# the metadata store's leader. Pre-vote: a member whose log is behind (just back from a restart
+# or a partition) cannot win, and without it each of its campaigns still bumped the term and
+# reset the others' timers -- after a leader's node died, 5 split rounds (4 s) went by before
+# the up-to-date member was elected (chaos, etcd 3.4, where pre-vote is off by default).
+ETCD_TIMING = ("--heartbeat-interval", "50", "--election-timeout", "500", "--pre-vote")
 
 
 class NodeStartError(Exception):
