@@ -46,15 +46,17 @@ class RecordCache:
         self._payloads.extend(payloads)
         self._bytes += sum(map(len, payloads))
         while self._payloads and (len(self._payloads) > self._max_records or self._bytes > self._max_bytes):
-            self._bytes -= len(self._payloads.popleft())
-            self._first += 1
+            self._drop_oldest()
 
     def trim(self, trim_point: int) -> None:
         """Records up to and including ``trim_point`` are gone from the log: readers get a trim
         gap for them from the log-servers, never the cached copy."""
         while self._payloads and self._first <= trim_point:
-            self._bytes -= len(self._payloads.popleft())
-            self._first += 1
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        self._bytes -= len(self._payloads.popleft())
+        self._first += 1
 
     def get(self, first: int, end: int, max_bytes: int) -> tuple[bytes, ...]:
         """Records ``first`` .. ``end - 1`` as far as cached and within ``max_bytes`` (counted as
